@@ -1,0 +1,48 @@
+"""histgym: exact, fast HistFactory likelihoods (pyhf JSON) and Gymnasium environments on them."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from .errors import (
+    FailedFit,
+    FitWarning,
+    HistgymError,
+    InvalidData,
+    InvalidParameters,
+    UnknownName,
+    WorkspaceError,
+)
+from .fit import FitResult, fit, fixed_poi_fit
+from .model import Model, from_pyhf
+
+__version__ = "0.1.0"
+
+
+def example_workspace() -> dict[str, Any]:
+    """The built-in example: the seed notebook's 8-bin Gaussian bump over a falling background.
+
+    One channel ``"SR"`` with samples ``"signal"`` (normfactor ``mu``) and ``"background"``
+    (normsys ``bkg_norm`` +-8%); observed data = nominal signal + background.
+    """
+    text = resources.files("histgym").joinpath("data/seed_notebook_gaussian_bump.json").read_text()
+    return json.loads(text)
+
+
+__all__ = [
+    "FailedFit",
+    "FitResult",
+    "FitWarning",
+    "HistgymError",
+    "InvalidData",
+    "InvalidParameters",
+    "Model",
+    "UnknownName",
+    "WorkspaceError",
+    "example_workspace",
+    "fit",
+    "fixed_poi_fit",
+    "from_pyhf",
+]

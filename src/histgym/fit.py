@@ -1,0 +1,208 @@
+"""Fits layer: maximum-likelihood fits of a :class:`~histgym.Model` (bounded Newton).
+
+``fit`` minimises -2 ln L with the exact Hessian (see ``histgym._kernels.newton``);
+uncertainties come from the inverse Hessian of -ln L at the minimum (as Minuit's HESSE).
+A fit that does not converge returns ``converged=False`` and warns; it never returns NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from ._kernels.newton import CONVERGED, STATUS_MESSAGES, newton_fit
+from .errors import FitWarning, InvalidParameters
+from .model import FloatArray, Model
+
+__all__ = ["FitResult", "fit", "fixed_poi_fit", "FixedLike"]
+
+#: Fixed parameters: a bool mask [n_params], or {name: value} fixing those at the value.
+FixedLike = Union[Sequence[bool], npt.NDArray[np.bool_], Mapping[str, float], None]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Result of a maximum-likelihood fit.
+
+    Attributes:
+        bestfit: float64 [n_params] parameter values at the minimum (pyhf's order).
+        uncertainty: float64 [n_params] sqrt of the covariance diagonal (0 for fixed).
+        covariance: float64 [n_params, n_params] inverse Hessian of -ln L over the free
+            parameters (rows/columns of fixed parameters are 0).
+        correlation: float64 [n_params, n_params] (1 on the diagonal of fixed parameters).
+        twice_nll: -2 ln L at the minimum.
+        converged: True if the EDM fell below the tolerance.
+        status: 0 converged, 1 max iterations, 2 line search failed, 3 non-finite start.
+        message: human-readable status.
+        n_iter: Newton iterations.
+        edm: estimated distance to the minimum (units of -ln L).
+        fixed: bool [n_params] the parameters that were held fixed.
+        parameter_names: the model's parameter names.
+    """
+
+    bestfit: FloatArray
+    uncertainty: FloatArray
+    covariance: FloatArray
+    correlation: FloatArray
+    twice_nll: float
+    converged: bool
+    status: int
+    message: str
+    n_iter: int
+    edm: float
+    fixed: npt.NDArray[np.bool_]
+    parameter_names: list[str] = field(repr=False)
+
+    @property
+    def nll(self) -> float:
+        """-ln L at the minimum."""
+        return 0.5 * self.twice_nll
+
+    def __getitem__(self, name: str) -> tuple[float, float]:
+        """(best fit, uncertainty) of the parameter ``name``."""
+        i = self.parameter_names.index(name)
+        return float(self.bestfit[i]), float(self.uncertainty[i])
+
+
+def resolve_fixed(model: Model, fixed: FixedLike, init: FloatArray) -> npt.NDArray[np.bool_]:
+    """Fixed mask from ``fixed`` (None = pyhf's suggested); a mapping also sets ``init``."""
+    if fixed is None:
+        return model.suggested_fixed()
+    if isinstance(fixed, Mapping):
+        mask = model.suggested_fixed()
+        for name, value in fixed.items():
+            i = model.index(name)
+            mask[i] = True
+            init[i] = float(value)
+        return mask
+    mask = np.asarray(fixed, dtype=bool)
+    if mask.shape != (model.n_params,):
+        msg = f"fixed has shape {mask.shape} but the model has {model.n_params} parameters"
+        raise InvalidParameters(msg)
+    return mask
+
+
+def _bounds(model: Model, bounds: Any) -> tuple[FloatArray, FloatArray]:
+    if bounds is None:
+        b = model.suggested_bounds()
+    else:
+        b = np.asarray(bounds, dtype=np.float64)
+        if b.shape != (model.n_params, 2) or np.any(b[:, 0] > b[:, 1]):
+            msg = f"bounds must have shape ({model.n_params}, 2) with lower <= upper"
+            raise InvalidParameters(msg)
+    return np.ascontiguousarray(b[:, 0]), np.ascontiguousarray(b[:, 1])
+
+
+def covariance_from_hessian(hess2: FloatArray, fixed: npt.NDArray[np.bool_]) -> FloatArray:
+    """Covariance of the free parameters from the Hessian of -2 ln L (0 for fixed ones)."""
+    n = hess2.shape[0]
+    cov = np.zeros((n, n))
+    free = np.flatnonzero(~fixed)
+    if free.size:
+        h = 0.5 * hess2[np.ix_(free, free)]
+        try:
+            inv = np.linalg.inv(h)
+        except np.linalg.LinAlgError:
+            inv = np.linalg.pinv(h)
+        inv = 0.5 * (inv + inv.T)
+        cov[np.ix_(free, free)] = inv
+    return cov
+
+
+def fit(
+    model: Model,
+    data: Any = None,
+    *,
+    init: Any = None,
+    fixed: FixedLike = None,
+    bounds: Any = None,
+    max_iter: int = 200,
+    tol: float = 1e-10,
+    warn: bool = True,
+) -> FitResult:
+    """Maximum-likelihood fit of ``model`` to ``data``.
+
+    Args:
+        model: the model.
+        data: float64 [n_data] main bins + auxdata; defaults to the observed data.
+        init: starting point [n_params]; defaults to pyhf's suggested init.
+        fixed: bool mask [n_params] or ``{name: value}``; defaults to pyhf's suggested fixed.
+        bounds: [n_params, 2]; defaults to pyhf's suggested bounds.
+        max_iter: maximum Newton iterations, defaults to 200.
+        tol: EDM threshold in units of -ln L, defaults to 1e-10.
+        warn: emit a :class:`FitWarning` when the fit does not converge, defaults to True.
+
+    Returns:
+        A :class:`FitResult`; never NaN (a failed fit reports ``converged=False``).
+
+    Example:
+        >>> import histgym
+        >>> model = histgym.from_pyhf(histgym.example_workspace())
+        >>> result = histgym.fit(model)
+        >>> result.converged, round(result["mu"][0], 4)
+        (True, 1.0)
+    """
+    d = model.check_data(data)
+    x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
+    mask = resolve_fixed(model, fixed, x0)
+    lower, upper = _bounds(model, bounds)
+    n = model.n_params
+    x = np.empty(n)
+    g = np.empty(n)
+    h = np.empty((n, n))
+    status, f, n_iter, edm = newton_fit(
+        x0, d, model.fbuf, model.ibuf, mask, lower, upper, int(max_iter), float(tol), x, g, h
+    )
+    converged = status == CONVERGED
+    if not np.isfinite(f):
+        x = x0.copy()
+        f = float(np.finfo(float).max)
+    cov = covariance_from_hessian(h, mask) if np.all(np.isfinite(h)) else np.zeros((n, n))
+    unc = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(unc, unc)
+    corr[~np.isfinite(corr)] = 0.0
+    np.fill_diagonal(corr, 1.0)
+    if not converged and warn:
+        warnings.warn(
+            f"fit did not converge: {STATUS_MESSAGES[status]} (edm={edm:.3g}, "
+            f"{n_iter} iterations)",
+            FitWarning,
+            stacklevel=2,
+        )
+    return FitResult(
+        bestfit=x,
+        uncertainty=unc,
+        covariance=cov,
+        correlation=corr,
+        twice_nll=float(f),
+        converged=bool(converged),
+        status=int(status),
+        message=STATUS_MESSAGES[status],
+        n_iter=int(n_iter),
+        edm=float(edm),
+        fixed=mask,
+        parameter_names=model.parameter_names,
+    )
+
+
+def fixed_poi_fit(
+    poi_value: float, model: Model, data: Any = None, *, init: Any = None, **kwargs: Any
+) -> FitResult:
+    """Fit with the parameter of interest fixed at ``poi_value`` (pyhf's ``fixed_poi_fit``).
+
+    Other keyword arguments as :func:`fit`; ``fixed`` (a mask) is combined with the POI.
+    """
+    if model.poi_index is None:
+        raise InvalidParameters("the model has no parameter of interest (measurement has no poi)")
+    x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
+    x0[model.poi_index] = float(poi_value)
+    fixed = kwargs.pop("fixed", None)
+    mask = resolve_fixed(model, fixed, x0)
+    mask[model.poi_index] = True
+    return fit(model, data, init=x0, fixed=mask, **kwargs)
