@@ -69,6 +69,15 @@ def _to_patch(patch: Any) -> Any:
     if isinstance(patch, (pyhf.patchset.Patch, jsonpatch.JsonPatch)):
         return patch
     data = read_json(patch, what="patch")
+    if isinstance(data, Mapping) and "patches" in data:  # a whole patchset
+        names = [p.get("metadata", {}).get("name") for p in data["patches"]]
+        if len(names) != 1:
+            msg = (
+                f"a patchset with {len(names)} patches was given where one patch is expected; "
+                f"choose one, e.g. pyhf.PatchSet(patchset)[name] with name in {names}"
+            )
+            raise WorkspaceError(msg)
+        data = data["patches"][0]
     if isinstance(data, Mapping) and "patch" in data:  # a patchset entry {"metadata", "patch"}
         data = data["patch"]
     if not isinstance(data, list):
