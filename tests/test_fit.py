@@ -228,11 +228,9 @@ def test_fits_respect_bounds_and_fixed(seed_model, mu0, alpha0, lo, width, fix_a
     assert lo <= r.bestfit[0] <= lo + width
     if fix_alpha:
         assert r.bestfit[1] == alpha0
-    g = _projected_gradient(seed_model, r) if (lo, width) == (0.0, 10.0) else None
     grad = seed_model.grad_nll(r.bestfit)
-    # projected gradient ~ 0 with the custom bounds
+    # stationary where not held by a bound: at most 1e-4 in -ln L per sigma of movement
     if lo < r.bestfit[0] < lo + width:
-        assert abs(grad[0]) < 1e-5
+        assert abs(grad[0]) * r.uncertainty[0] < 1e-4
     if not fix_alpha:
-        assert abs(grad[1]) < 1e-5
-    del g
+        assert abs(grad[1]) * r.uncertainty[1] < 1e-4

@@ -18,7 +18,17 @@ from .errors import (
 from .fit import FitResult, fit, fixed_poi_fit
 from .model import Model, from_pyhf
 
+from . import envs  # registers the Gymnasium ids; env classes load on first use  # noqa: E402
+
 __version__ = "0.1.0"
+
+_ENV_NAMES = ("HistFactoryEnv", "HistFactoryVectorEnv", "make_histfactory_env", "make_gaussian_bump_env")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENV_NAMES:
+        return getattr(envs, name)
+    raise AttributeError(f"module 'histgym' has no attribute {name!r}")
 
 
 def example_workspace() -> dict[str, Any]:
@@ -32,6 +42,10 @@ def example_workspace() -> dict[str, Any]:
 
 
 __all__ = [
+    "HistFactoryEnv",
+    "HistFactoryVectorEnv",
+    "make_histfactory_env",
+    "make_gaussian_bump_env",
     "FailedFit",
     "FitResult",
     "FitWarning",

@@ -1,4 +1,4 @@
-"""Model layer: turn pyhf's model of a workspace into histgym's packed dense arrays.
+"""Model layer: turn a model spec and pyhf's layout of it into histgym's packed dense arrays.
 
 The only place that turns channel, sample and modifier names into indices.  pyhf supplies
 the parameter layout (order, slices, inits, bounds, fixed flags, auxdata, constraint widths
@@ -100,10 +100,8 @@ def _interp_codes(settings: dict[str, dict[str, str]]) -> tuple[int, int]:
     return NORMSYS_CODES[ns], HISTOSYS_CODES[hs]
 
 
-def compile_pyhf_model(pyhf_model: Any) -> Compiled:
-    """Compile a ``pyhf.pdf.Model`` into histgym's packed arrays."""
-    config = pyhf_model.config
-    spec = pyhf_model.spec
+def compile_model(config: Any, spec: Any) -> Compiled:
+    """Compile a model spec with pyhf's layout ``config`` into histgym's packed arrays."""
     samples_by = {
         (ch["name"], s["name"]): s for ch in spec["channels"] for s in ch["samples"]
     }
@@ -262,13 +260,12 @@ def compile_pyhf_model(pyhf_model: Any) -> Compiled:
     )
 
 
-def sample_cells(compiled: Compiled, pyhf_model: Any, channel: str, sample: str) -> SampleCells:
+def sample_cells(compiled: Compiled, config: Any, spec: Any, channel: str, sample: str) -> SampleCells:
     """Bookkeeping to replace the nominal yields of ``sample`` in ``channel`` (see DESIGN.md)."""
-    config = pyhf_model.config
     cells = compiled.cell_of[(channel, sample)]
     spec_sample = next(
         s
-        for ch in pyhf_model.spec["channels"]
+        for ch in spec["channels"]
         if ch["name"] == channel
         for s in ch["samples"]
         if s["name"] == sample
@@ -295,7 +292,7 @@ def sample_cells(compiled: Compiled, pyhf_model: Any, channel: str, sample: str)
                     continue
                 s_other = next(
                     s
-                    for c in pyhf_model.spec["channels"]
+                    for c in spec["channels"]
                     if c["name"] == ch
                     for s in c["samples"]
                     if s["name"] == sname

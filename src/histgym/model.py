@@ -7,6 +7,7 @@ main bins (pyhf's channel order) followed by auxdata (pyhf's order).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -26,7 +27,7 @@ from ._kernels.likelihood import (
     twice_nll_hess,
     twice_nll_models_batch,
 )
-from .compile import Compiled, SampleCells, compile_pyhf_model, sample_cells
+from .compile import Compiled, SampleCells, compile_model, sample_cells
 from .errors import InvalidData, InvalidParameters, UnknownName, did_you_mean
 from .workspace import WorkspaceLike, build_pyhf_model
 
@@ -45,18 +46,19 @@ class Model:
 
     def __init__(
         self,
-        pyhf_model: Any,
+        config: Any,
+        spec: Mapping[str, Any],
         observed: Sequence[float],
         compiled: Compiled,
         fbuf: FloatArray | None = None,
     ) -> None:
-        self._pyhf_model = pyhf_model
+        self._config = config
+        self._spec = spec
         self._compiled = compiled
         self._observed = np.ascontiguousarray(observed, dtype=np.float64)
         self._observed.setflags(write=False)
         self.fbuf = compiled.fbuf if fbuf is None else fbuf
         self.ibuf = compiled.ibuf
-        config = pyhf_model.config
         self.parameter_names: list[str] = list(config.par_names)
         self.poi_name: str | None = config.poi_name
         self.poi_index: int | None = config.poi_index
@@ -69,9 +71,29 @@ class Model:
 
     # ------------------------------------------------------------------ layout
     @property
+    def config(self) -> Any:
+        """pyhf's model configuration (``pyhf.pdf._ModelConfig``): the parameter layout."""
+        return self._config
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The model specification (channels + measurement parameters, patches applied)."""
+        return self._spec
+
+    @cached_property
     def pyhf_model(self) -> Any:
-        """pyhf's ``Model`` of the same workspace (nominal yields as in the spec)."""
-        return self._pyhf_model
+        """pyhf's ``Model`` of the same spec (built on first use: slow for large workspaces).
+
+        It describes the spec's nominal yields, not those set by :meth:`with_sample_yields`.
+        """
+        import pyhf
+
+        return pyhf.Model(
+            copy.deepcopy(dict(self._spec)),
+            poi_name=self._config.poi_name,
+            modifier_settings=self._config.modifier_settings,
+            validate=False,
+        )
 
     @property
     def n_data(self) -> int:
@@ -81,24 +103,24 @@ class Model:
     def samples(self, channel: str) -> list[str]:
         """Sample names present in ``channel``, in pyhf's (sorted) order."""
         self._check_channel(channel)
-        return [s for s in self._pyhf_model.config.samples if (channel, s) in self._compiled.cell_of]
+        return [s for s in self._config.samples if (channel, s) in self._compiled.cell_of]
 
     def channel_slice(self, channel: str) -> slice:
         """Slice of ``channel``'s bins in the main-bin vector."""
         self._check_channel(channel)
-        return self._pyhf_model.config.channel_slices[channel]
+        return self._config.channel_slices[channel]
 
     def par_slice(self, name: str) -> slice:
         """Slice of the parameter set ``name`` (pyhf's un-expanded name) in a parameter vector."""
         try:
-            return self._pyhf_model.config.par_slice(name)
+            return self._config.par_slice(name)
         except KeyError:
-            names = list(self._pyhf_model.config.par_order)
+            names = list(self._config.par_order)
             raise UnknownName(f"unknown parameter {name!r}." + did_you_mean(name, names)) from None
 
     def suggested_init(self) -> FloatArray:
         """pyhf's initial values (float64 [n_params])."""
-        return np.array(self._pyhf_model.config.suggested_init(), dtype=np.float64)
+        return np.array(self._config.suggested_init(), dtype=np.float64)
 
     def suggested_bounds(self) -> FloatArray:
         """pyhf's bounds as float64 [n_params, 2] (lower, upper)."""
@@ -106,7 +128,7 @@ class Model:
 
     def suggested_fixed(self) -> npt.NDArray[np.bool_]:
         """pyhf's fixed flags (bool [n_params])."""
-        return np.array(self._pyhf_model.config.suggested_fixed(), dtype=bool)
+        return np.array(self._config.suggested_fixed(), dtype=bool)
 
     def observed_data(self) -> FloatArray:
         """The workspace's observed main bins followed by auxdata (float64 [n_data], a copy)."""
@@ -292,7 +314,7 @@ class Model:
     def sample_control(self, channel: str, sample: str) -> SampleControl:
         """Bookkeeping to replace ``sample``'s nominal yields in ``channel`` quickly."""
         self._check_sample(channel, sample)
-        return SampleControl(sample_cells(self._compiled, self._pyhf_model, channel, sample))
+        return SampleControl(sample_cells(self._compiled, self._config, self._spec, channel, sample))
 
     def sample_yields(self, channel: str, sample: str) -> FloatArray:
         """Current nominal yields of ``sample`` in ``channel`` (float64 [n_channel_bins])."""
@@ -316,7 +338,7 @@ class Model:
         _check_yields(y, channel, sample)
         fbuf = self.fbuf.copy()
         ctl.apply(fbuf, self.ibuf, y)
-        return Model(self._pyhf_model, self._observed, self._compiled, fbuf)
+        return Model(self._config, self._spec, self._observed, self._compiled, fbuf)
 
     @cached_property
     def _sample_index(self) -> dict[str, int]:
@@ -399,7 +421,7 @@ def from_pyhf(
         >>> round(model.twice_nll(model.suggested_init()), 6)
         37.017587
     """
-    _, pyhf_model, observed = build_pyhf_model(
+    _, spec, config, observed = build_pyhf_model(
         workspace, measurement=measurement, patches=patches, modifier_settings=modifier_settings
     )
-    return Model(pyhf_model, observed, compile_pyhf_model(pyhf_model))
+    return Model(config, spec, observed, compile_model(config, spec))

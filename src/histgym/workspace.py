@@ -126,47 +126,58 @@ def build_pyhf_model(
     measurement: str | None = None,
     patches: Sequence[Any] | None = None,
     modifier_settings: Mapping[str, Mapping[str, str]] | None = None,
-) -> tuple[pyhf.Workspace, Any, list[float]]:
-    """Validate ``workspace`` and build pyhf's model of it.
+) -> tuple[pyhf.Workspace, dict[str, Any], Any, list[float]]:
+    """Validate ``workspace`` and compute pyhf's layout of its model.
+
+    Follows ``pyhf.Workspace.model``: the model spec is the workspace's channels plus the
+    measurement's parameter configuration, with ``patches`` applied to it; the parameter
+    layout is pyhf's ``_ModelConfig`` (built sparsely by :func:`histgym.layout.model_config`).
 
     Returns:
-        ``(pyhf.Workspace, pyhf.pdf.Model, observed data)``; the data are main bins then
-        auxdata in pyhf's order.
+        ``(pyhf.Workspace, model spec, pyhf _ModelConfig, observed data)``; the data are main
+        bins then auxdata in pyhf's order.
 
     Raises:
         WorkspaceError: malformed JSON, schema violation, non-finite numbers, bad patch,
-            unknown measurement, unsupported modifier settings.
+            unknown measurement, unsupported modifier settings, inconsistent model.
     """
+    from .layout import model_config
+
     ws = _validate(read_spec(workspace))
     _check_numbers(ws)
     names = [m["name"] for m in ws.get("measurements", [])]
     if measurement is not None and measurement not in names:
         msg = f"unknown measurement {measurement!r}; the workspace has {names}."
         raise UnknownName(msg + did_you_mean(measurement, names))
-    kwargs: dict[str, Any] = {}
     if modifier_settings is not None:
-        kwargs["modifier_settings"] = {k: dict(v) for k, v in modifier_settings.items()}
-        _check_modifier_settings(kwargs["modifier_settings"])
-    patch_objs = [_to_patch(p) for p in (patches or [])]
+        _check_modifier_settings(modifier_settings)
     try:
-        model = ws.model(measurement_name=measurement, patches=patch_objs, **kwargs)
-    except pyhf.exceptions.InvalidSpecification as err:
-        path = getattr(err, "path", "")
-        msg = f"patched workspace violates the pyhf schema at {path or '<root>'}: {err.parent.message}"
-        raise WorkspaceError(msg, path=path) from err
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
-        raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
+        meas = ws.get_measurement(measurement_name=measurement)
     except pyhf.exceptions.InvalidMeasurement as err:
         raise WorkspaceError(f"invalid measurement: {err}") from err
-    except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidModifier) as err:
-        raise WorkspaceError(f"invalid model: {err}") from err
+    modelspec: dict[str, Any] = {
+        "channels": ws["channels"],
+        "parameters": meas["config"]["parameters"],
+    }
+    patch_objs = [_to_patch(p) for p in (patches or [])]
     if patch_objs:
-        _check_numbers(model.spec)
+        try:
+            for patch in patch_objs:
+                modelspec = jsonpatch.JsonPatch(patch).apply(modelspec)
+            pyhf.schema.validate(modelspec, "model.json")
+        except pyhf.exceptions.InvalidSpecification as err:
+            path = getattr(err, "path", "")
+            msg = f"patched model violates the pyhf schema at {path or '<root>'}: {err.parent.message}"
+            raise WorkspaceError(msg, path=path) from err
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+            raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
+        _check_numbers(modelspec)
+    config = model_config(modelspec, meas["config"]["poi"], modifier_settings)
     try:
-        data = ws.data(model)
+        observed = sum((ws.observations[c] for c in config.channels), [])
     except KeyError as err:
-        raise WorkspaceError(f"workspace has no observations for a channel: {err}") from err
-    return ws, model, [float(v) for v in data]
+        raise WorkspaceError(f"workspace has no observations for channel {err}") from err
+    return ws, modelspec, config, [float(v) for v in observed] + list(config.auxdata)
 
 
 _ALLOWED_CODES = {"normsys": ("code1", "code4"), "histosys": ("code0", "code2", "code4p")}
