@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 import histgym
-from conftest import HUGE, SHARED_DATA, workspace_params
+from refdata import HUGE, SHARED_DATA, workspace_params
 from test_kernels import _drop_unused_lumi, small_workspaces
 
 

@@ -13,7 +13,7 @@ import pyhf
 import pytest
 
 import histgym
-from conftest import load_model, reference, workspace_params
+from refdata import load_model, reference, workspace_params
 
 
 def _random_points(model, n: int, seed: int = 0) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_gradient_and_hessian_match_finite_differences(name):
      "histfactory_shared_nuispar_across_types", "atlas_multib_Gtt_0L_B_expected__synthetic_signal")],
 )
 def test_interpolation_codes_match_pyhf(name, settings):
-    from conftest import SHARED_DATA
+    from refdata import SHARED_DATA
 
     path = SHARED_DATA / "workspaces" / f"{name}.json"
     model = histgym.from_pyhf(path, modifier_settings=settings)

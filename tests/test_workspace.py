@@ -10,7 +10,7 @@ import pyhf
 import pytest
 
 import histgym
-from conftest import SHARED_DATA, SKIP_NO_SHARED, load_model
+from refdata import SHARED_DATA, SKIP_NO_SHARED, load_model
 
 
 def test_accepts_dict_text_path_and_pyhf_workspace(tmp_path):

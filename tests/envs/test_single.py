@@ -9,7 +9,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import pyhf_reward
+from envtools import pyhf_reward
 
 import histgym
 from histgym.envs import HistFactoryEnv, make_histfactory_env
