@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import histgym
-from conftest import HUGE, load_model, reference, workspace_params
+from refdata import HUGE, load_model, reference, workspace_params
 
 
 def _mle_reference(name):
@@ -140,25 +140,33 @@ def test_uncertainties_against_minuit_hesse(name):
 @pytest.mark.parametrize(
     "name",
     [p for p in workspace_params() if p.values[0] is None or p.values[0].startswith("histfactory_")
-     or p.values[0].startswith("toy_")],
+     or p.values[0].startswith("toy_") or p.values[0].startswith("pyhf_")],
 )
-def test_uncertainties_against_live_minuit_strategy2(name):
-    """Minuit HESSE (strategy 2, no limits) on the same likelihood at histgym's minimum: 1%."""
-    iminuit = pytest.importorskip("iminuit")
+def test_uncertainties_match_profile_likelihood_curvature(name):
+    """sigma_i against the profile likelihood: refit with theta_i fixed at best fit +- 0.05
+    sigma_i; Delta(-2 ln L) = 0.0025 for a quadratic minimum.  Within 1%.
+
+    (A live Minuit HESSE is not used as the oracle: its finite steps feel the change of
+    interpolation branch at |alpha| = 1 and its default step misjudges parameters near 0,
+    e.g. 4% low on toy_SH4b's GP and mu, 92% low on patched_syst1's syst1, where this
+    profile test agrees with histgym to 1e-3.)
+    """
     model = load_model(name)
     result = histgym.fit(model)
-    m = iminuit.Minuit(lambda x: model.twice_nll(x), result.bestfit)
-    m.errordef = 1.0
-    m.strategy = 2
-    m.fixed = list(result.fixed)
-    # HESSE's steps start from the starting errors.  Minuit's default for a parameter near 0
-    # misjudges the curvature (0.084 instead of the profile likelihood's 1.0 for syst1 in
-    # patched_syst1), and steps of ~1 sigma feel the change of interpolation branch at
-    # |alpha| = 1 (3% on toy_SH4b's GP): start at 0.1 sigma to measure the local curvature.
-    m.errors = np.where(result.fixed, 0.1, np.maximum(0.1 * result.uncertainty, 1e-4))
-    m.hesse()
-    free = ~result.fixed
-    np.testing.assert_allclose(result.uncertainty[free], np.array(m.errors)[free], rtol=0.01)
+    lo, hi = model.suggested_bounds().T
+    at_bound = ~result.fixed & ((result.bestfit - lo < 1e-6) | (hi - result.bestfit < 1e-6))
+    if np.any(at_bound):
+        # the profile is then not quadratic: on one side the bound stops the refit
+        pytest.skip("a parameter sits at its bound: the profile likelihood is not quadratic")
+    for i in np.flatnonzero(~result.fixed):
+        x, u = result.bestfit[i], result.uncertainty[i]
+        for sign in (-1.0, 1.0):
+            v = x + sign * 0.05 * u
+            if not lo[i] < v < hi[i]:
+                continue
+            prof = histgym.fit(model, fixed={model.parameter_names[i]: v}, init=result.bestfit)
+            implied = 0.05 * u / np.sqrt(prof.twice_nll - result.twice_nll)
+            assert implied == pytest.approx(u, rel=0.01), model.parameter_names[i]
 
 
 def test_huge_workspace_fit_is_stationary():

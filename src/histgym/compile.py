@@ -205,7 +205,14 @@ def compile_model(config: Any, spec: Any) -> Compiled:
     ns_code, hs_code = _interp_codes(config.modifier_settings)
     coef = code4_coefficients(np.array(ns_hi), np.array(ns_lo)) if ns_hi else np.zeros((0, 6))
     fbuf, ibuf = pack(
-        (n_bins, int(config.npars), int(len(config.auxdata)), ns_code, hs_code),
+        (
+            n_bins,
+            int(config.npars),
+            int(len(config.auxdata)),
+            ns_code,
+            hs_code,
+            int(np.max(np.diff(fac_ptr))) if len(fac_ptr) > 1 else 0,
+        ),
         {
             "bin_ptr": np.array(bin_ptr),
             "fac_ptr": np.array(fac_ptr),

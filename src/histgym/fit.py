@@ -7,15 +7,23 @@ A fit that does not converge returns ``converged=False`` and warns; it never ret
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
 
-from ._kernels.newton import CONVERGED, STATUS_MESSAGES, newton_fit
+from ._kernels.newton import (
+    CONVERGED,
+    SMALL,
+    STATUS_MESSAGES,
+    covariance_summary,
+    free_covariance,
+    newton_fit,
+)
 from .errors import FitWarning, InvalidParameters
 from .model import FloatArray, Model
 
@@ -89,7 +97,7 @@ def resolve_fixed(model: Model, fixed: FixedLike, init: FloatArray) -> npt.NDArr
 
 def _bounds(model: Model, bounds: Any) -> tuple[FloatArray, FloatArray]:
     if bounds is None:
-        b = model.suggested_bounds()
+        return model._lower, model._upper
     else:
         b = np.asarray(bounds, dtype=np.float64)
         if b.shape != (model.n_params, 2) or np.any(b[:, 0] > b[:, 1]):
@@ -100,18 +108,21 @@ def _bounds(model: Model, bounds: Any) -> tuple[FloatArray, FloatArray]:
 
 def covariance_from_hessian(hess2: FloatArray, fixed: npt.NDArray[np.bool_]) -> FloatArray:
     """Covariance of the free parameters from the Hessian of -2 ln L (0 for fixed ones)."""
-    n = hess2.shape[0]
-    cov = np.zeros((n, n))
-    free = np.flatnonzero(~fixed)
-    if free.size:
-        h = 0.5 * hess2[np.ix_(free, free)]
-        try:
-            inv = np.linalg.inv(h)
-        except np.linalg.LinAlgError:
-            inv = np.linalg.pinv(h)
-        inv = 0.5 * (inv + inv.T)
-        cov[np.ix_(free, free)] = inv
+    cov = np.empty_like(hess2)
+    free_covariance(hess2, fixed, cov)
     return cov
+
+
+@contextlib.contextmanager
+def _single_threaded_blas(n: int) -> Iterator[None]:
+    """Large fits call LAPACK; on a busy machine BLAS threads slow them 5-100x."""
+    if n <= SMALL:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def fit(
@@ -155,19 +166,25 @@ def fit(
     x = np.empty(n)
     g = np.empty(n)
     h = np.empty((n, n))
-    status, f, n_iter, edm = newton_fit(
-        x0, d, model.fbuf, model.ibuf, mask, lower, upper, int(max_iter), float(tol), x, g, h
-    )
+    cov = np.empty((n, n))
+    args = (x0, d, model.fbuf, model.ibuf, mask, lower, upper, int(max_iter), float(tol), x, g, h)
+    if n <= SMALL:  # no LAPACK involved: skip the thread-limit context (it costs ~1 us)
+        status, f, n_iter, edm = newton_fit(*args)
+        if np.isfinite(f):
+            free_covariance(h, mask, cov)
+    else:
+        with _single_threaded_blas(n):
+            status, f, n_iter, edm = newton_fit(*args)
+            if np.isfinite(f):
+                free_covariance(h, mask, cov)
     converged = status == CONVERGED
-    if not np.isfinite(f):
+    if not np.isfinite(f):  # non-finite at the start: report the start, no covariance
         x = x0.copy()
         f = float(np.finfo(float).max)
-    cov = covariance_from_hessian(h, mask) if np.all(np.isfinite(h)) else np.zeros((n, n))
-    unc = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / np.outer(unc, unc)
-    corr[~np.isfinite(corr)] = 0.0
-    np.fill_diagonal(corr, 1.0)
+        cov[:] = 0.0
+    unc = np.empty(n)
+    corr = np.empty((n, n))
+    covariance_summary(cov, unc, corr)
     if not converged and warn:
         warnings.warn(
             f"fit did not converge: {STATUS_MESSAGES[status]} (edm={edm:.3g}, "

@@ -68,6 +68,8 @@ class Model:
         self.channels: list[str] = list(config.channels)
         self._lower = np.array([b[0] for b in config.suggested_bounds()], dtype=np.float64)
         self._upper = np.array([b[1] for b in config.suggested_bounds()], dtype=np.float64)
+        self._init = np.array(config.suggested_init(), dtype=np.float64)
+        self._fixed = np.array(config.suggested_fixed(), dtype=bool)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -120,7 +122,7 @@ class Model:
 
     def suggested_init(self) -> FloatArray:
         """pyhf's initial values (float64 [n_params])."""
-        return np.array(self._config.suggested_init(), dtype=np.float64)
+        return self._init.copy()
 
     def suggested_bounds(self) -> FloatArray:
         """pyhf's bounds as float64 [n_params, 2] (lower, upper)."""
@@ -128,7 +130,7 @@ class Model:
 
     def suggested_fixed(self) -> npt.NDArray[np.bool_]:
         """pyhf's fixed flags (bool [n_params])."""
-        return np.array(self._config.suggested_fixed(), dtype=bool)
+        return self._fixed.copy()
 
     def observed_data(self) -> FloatArray:
         """The workspace's observed main bins followed by auxdata (float64 [n_data], a copy)."""
@@ -213,12 +215,27 @@ class Model:
         return aux
 
     def twice_nll(self, pars: Any, data: Any = None) -> float:
-        """-2 ln L, equal to ``-2 * pyhf_model.logpdf(pars, data)`` (all constants included)."""
-        return float(twice_nll(self.check_pars(pars), self.check_data(data), self.fbuf, self.ibuf))
+        """-2 ln L, equal to ``-2 * pyhf_model.logpdf(pars, data)`` (all constants included).
+
+        ``+inf`` where a bin with data has a non-positive expected yield (pyhf: NaN).
+        """
+        p = np.ascontiguousarray(pars, dtype=np.float64)
+        if p.shape != (self.n_params,):
+            self.check_pars(p)  # raises with the expected shape
+        value = float(twice_nll(p, self.check_data(data), self.fbuf, self.ibuf))
+        if value != value:  # NaN only comes from non-finite input: say which
+            self.check_pars(p)
+        return value
 
     def nll(self, pars: Any, data: Any = None) -> float:
         """-ln L, equal to ``-pyhf_model.logpdf(pars, data)``."""
-        return 0.5 * self.twice_nll(pars, data)
+        p = np.ascontiguousarray(pars, dtype=np.float64)
+        if p.shape != (self.n_params,):
+            self.check_pars(p)
+        value = 0.5 * twice_nll(p, self.check_data(data), self.fbuf, self.ibuf)
+        if value != value:
+            self.check_pars(p)
+        return float(value)
 
     def grad_nll(self, pars: Any, data: Any = None) -> FloatArray:
         """Exact gradient of -ln L with respect to ``pars`` (float64 [n_params])."""

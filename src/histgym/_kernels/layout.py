@@ -6,7 +6,7 @@ buffers into a :class:`ModelArrays` named tuple of views inside compiled code.
 
 Glossary of axes: ``n_bins`` main-measurement bins (all channels, pyhf's order), ``n_cells``
 (sample, bin) pairs where a sample exists, ordered by bin then sample; ``n_fac``
-multiplicative modifier entries, grouped by cell; ``n_add`` additive (histosys) entries,
+multiplicative modifier entries, grouped by cell (``max_fac`` of them at most on one cell); ``n_add`` additive (histosys) entries,
 grouped by cell; ``n_ns`` normsys entries; ``n_gauss``/``n_pois`` constrained parameters
 with a Gaussian/Poisson constraint; ``n_aux`` auxiliary data.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from ._jit import jit_inline
 
-N_SCALARS = 5  # n_bins, n_pars, n_aux, normsys_code, histosys_code
+N_SCALARS = 6  # n_bins, n_pars, n_aux, normsys_code, histosys_code, max_fac
 INT_FIELDS = (
     "bin_ptr",  # [n_bins + 1] cells of bin b are bin_ptr[b]:bin_ptr[b+1]
     "fac_ptr",  # [n_cells + 1] multiplicative entries of cell c
@@ -45,12 +45,14 @@ FLOAT_FIELDS = (
 
 ModelArrays = namedtuple(
     "ModelArrays",
-    ("n_bins", "n_pars", "n_aux", "normsys_code", "histosys_code") + INT_FIELDS + FLOAT_FIELDS,
+    ("n_bins", "n_pars", "n_aux", "normsys_code", "histosys_code", "max_fac")
+    + INT_FIELDS
+    + FLOAT_FIELDS,
 )
 
 
 def pack(
-    scalars: tuple[int, int, int, int, int],
+    scalars: tuple[int, int, int, int, int, int],
     ints: dict[str, np.ndarray],
     floats: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +90,7 @@ def unpack(fbuf, ibuf):
         ibuf[2],
         ibuf[3],
         ibuf[4],
+        ibuf[5],
         ibuf[ibuf[_I + 0] : ibuf[_I + 1]],
         ibuf[ibuf[_I + 1] : ibuf[_I + 2]],
         ibuf[ibuf[_I + 2] : ibuf[_I + 3]],

@@ -223,32 +223,36 @@ def twice_nll_grad(pars, data, fbuf, ibuf, grad):
 
 
 @jit
-def max_factors_per_cell(ibuf):
-    """Largest number of multiplicative entries on one cell (scratch sizing)."""
-    fbuf = np.zeros(0)
-    m = unpack(fbuf, ibuf)
-    k = 0
-    for c in range(m.fac_ptr.shape[0] - 1):
-        k = max(k, m.fac_ptr[c + 1] - m.fac_ptr[c])
-    return k
+def hess_scratch(n_pars, ibuf):
+    """Scratch buffers for :func:`twice_nll_hess_scratch` (allocate once, reuse)."""
+    k = max(ibuf[5], 1)
+    return (
+        np.empty(k),
+        np.empty(k),
+        np.empty(k),
+        np.zeros(n_pars),
+        np.zeros(n_pars, dtype=np.bool_),
+        np.empty(n_pars, dtype=np.int64),
+    )
 
 
 @jit
 def twice_nll_hess(pars, data, fbuf, ibuf, grad, hess):
     """-2 ln L; writes gradient [n_pars] and exact Hessian [n_pars, n_pars] into the outputs."""
+    fv, fd, fd2, gb, mark, touched = hess_scratch(pars.shape[0], ibuf)
+    return twice_nll_hess_scratch(pars, data, fbuf, ibuf, grad, hess, fv, fd, fd2, gb, mark, touched)
+
+
+@jit
+def twice_nll_hess_scratch(pars, data, fbuf, ibuf, grad, hess, fv, fd, fd2, gb, mark, touched):
+    """:func:`twice_nll_hess` with caller-owned scratch from :func:`hess_scratch`.
+
+    ``gb`` must be zero and ``mark`` False on entry; both are left so on return.
+    """
     m = unpack(fbuf, ibuf)
-    n_pars = pars.shape[0]
     grad[:] = 0.0
     hess[:, :] = 0.0
-    kmax = 1
-    for c in range(m.fac_ptr.shape[0] - 1):
-        kmax = max(kmax, m.fac_ptr[c + 1] - m.fac_ptr[c])
-    fv = np.empty(kmax)
-    fd = np.empty(kmax)
-    fd2 = np.empty(kmax)
-    gb = np.zeros(n_pars)  # d lam_b / d pars, sparse via `touched`
-    mark = np.zeros(n_pars, dtype=np.bool_)
-    touched = np.empty(n_pars, dtype=np.int64)
+    # gb: d lam_b / d pars for the current bin, sparse over the `touched` indices
     total = 0.0
     for b in range(m.n_bins):
         n = data[b]

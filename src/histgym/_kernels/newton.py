@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_parallel
-from .likelihood import twice_nll, twice_nll_hess
+from .likelihood import hess_scratch, twice_nll, twice_nll_hess_scratch
 
 CONVERGED = 0
 MAX_ITER = 1
@@ -29,17 +29,41 @@ STATUS_MESSAGES = {
 }
 
 
+#: Up to this size the Cholesky factorisation runs in histgym's own loop (no LAPACK call
+#: overhead, no BLAS threads); above it LAPACK does the work.
+SMALL = 96
+
+
 @jit
-def _cholesky(a):
-    try:
-        return True, np.linalg.cholesky(a)
-    except Exception:  # noqa: BLE001 - numba raises LinAlgError for non-PD matrices
-        return False, a
+def _cholesky_into(a, r, low):
+    """Lower Cholesky factor of a[:r, :r] into low[:r, :r]; False if not positive definite."""
+    if r > SMALL:
+        try:
+            low[:r, :r] = np.linalg.cholesky(np.ascontiguousarray(a[:r, :r]))
+            return True
+        except Exception:  # noqa: BLE001 - numba raises LinAlgError for non-PD matrices
+            return False
+    for j in range(r):
+        s = a[j, j]
+        for k in range(j):
+            s -= low[j, k] * low[j, k]
+        if not s > 0.0:
+            return False
+        d = np.sqrt(s)
+        low[j, j] = d
+        for i in range(j + 1, r):
+            t = a[i, j]
+            for k in range(j):
+                t -= low[i, k] * low[j, k]
+            low[i, j] = t / d
+        for i in range(j):
+            low[i, j] = 0.0
+    return True
 
 
 @jit
 def _chol_solve(low, rhs, out):
-    """Solve (low low^T) out = rhs for lower-triangular ``low``."""
+    """Solve (low low^T) out = rhs for lower-triangular ``low`` (size = len(rhs))."""
     n = rhs.shape[0]
     for i in range(n):
         s = rhs[i]
@@ -51,6 +75,71 @@ def _chol_solve(low, rhs, out):
         for k in range(i + 1, n):
             s -= low[k, i] * out[k]
         out[i] = s / low[i, i]
+
+
+@jit
+def free_covariance(hess2, fixed, cov):
+    """Covariance of -ln L over the free parameters from the Hessian of -2 ln L.
+
+    Writes ``cov`` [n_pars, n_pars] (rows/columns of fixed parameters 0) and returns True,
+    or False when the free Hessian is singular (then a pseudo-inverse is written).
+    """
+    n = hess2.shape[0]
+    idx = np.empty(n, dtype=np.int64)
+    r = 0
+    for i in range(n):
+        if not fixed[i]:
+            idx[r] = i
+            r += 1
+    cov[:, :] = 0.0
+    if r == 0:
+        return True
+    h = np.empty((r, r))
+    for a in range(r):
+        for b in range(r):
+            h[a, b] = 0.5 * hess2[idx[a], idx[b]]
+    ok = True
+    if r <= SMALL:
+        low = np.zeros((r, r))
+        ok = _cholesky_into(h, r, low)
+        if ok:
+            e = np.zeros(r)
+            col = np.empty(r)
+            for b in range(r):
+                e[b] = 1.0
+                _chol_solve(low, e, col)
+                e[b] = 0.0
+                for a in range(r):
+                    cov[idx[a], idx[b]] = col[a]
+    if r > SMALL or not ok:
+        try:
+            inv = np.linalg.inv(h)
+            ok = np.all(np.isfinite(inv))
+        except Exception:  # noqa: BLE001
+            ok = False
+        if not ok:
+            inv = np.linalg.pinv(h)
+        for a in range(r):
+            for b in range(r):
+                cov[idx[a], idx[b]] = 0.5 * (inv[a, b] + inv[b, a])
+    return ok
+
+
+@jit
+def covariance_summary(cov, unc, corr):
+    """``unc = sqrt(diag(cov))`` (negative variances -> 0) and the correlation matrix
+    (1 on the diagonal, 0 where an uncertainty is 0)."""
+    n = cov.shape[0]
+    for i in range(n):
+        unc[i] = np.sqrt(max(cov[i, i], 0.0))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                corr[i, j] = 1.0
+            elif unc[i] > 0.0 and unc[j] > 0.0:
+                corr[i, j] = cov[i, j] / (unc[i] * unc[j])
+            else:
+                corr[i, j] = 0.0
 
 
 @jit
@@ -72,17 +161,22 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
         (status, twice_nll at x, iterations, edm).
     """
     n = pars0.shape[0]
+    fv, fd, fd2, gb, mark, touched = hess_scratch(n, ibuf)
     for i in range(n):
         v = pars0[i]
         if not fixed[i]:
             v = min(max(v, lower[i]), upper[i])
         x[i] = v
-    f = twice_nll_hess(x, data, fbuf, ibuf, grad, hess)
+    f = twice_nll_hess_scratch(x, data, fbuf, ibuf, grad, hess, fv, fd, fd2, gb, mark, touched)
     if not np.isfinite(f):
         return NON_FINITE, f, 0, np.inf
     idx = np.empty(n, dtype=np.int64)
     xn = np.empty(n)
-    step = np.empty(n)
+    hr = np.empty((n, n))
+    low = np.empty((n, n))
+    gr = np.empty(n)
+    scale = np.empty(n)
+    d = np.empty(n)
     damp = 0.0
     edm = np.inf
     it = 0
@@ -103,30 +197,21 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
             edm = 0.0
             status = CONVERGED
             break
-        hr = np.empty((r, r))
-        gr = np.empty(r)
-        scale = np.empty(r)
         for a in range(r):
             gr[a] = grad[idx[a]]
             scale[a] = max(abs(hess[idx[a], idx[a]]), 1e-12)
-            for b in range(r):
-                hr[a, b] = hess[idx[a], idx[b]]
-        d = np.empty(r)
         accepted = False
         while True:
-            if damp > 0.0:
-                hd = hr.copy()
-                for a in range(r):
-                    hd[a, a] += damp * scale[a]
-                ok, low = _cholesky(hd)
-            else:
-                ok, low = _cholesky(hr)
-            if not ok:
+            for a in range(r):
+                for b in range(r):
+                    hr[a, b] = hess[idx[a], idx[b]]
+                hr[a, a] += damp * scale[a]
+            if not _cholesky_into(hr, r, low):
                 damp = 1e-6 if damp == 0.0 else damp * 10.0
                 if damp > 1e12:
                     break
                 continue
-            _chol_solve(low, gr, d)
+            _chol_solve(low[:r, :r], gr[:r], d[:r])
             edm = 0.0
             for a in range(r):
                 d[a] = -d[a]
@@ -144,8 +229,7 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
                     i = idx[a]
                     v = min(max(x[i] + t * d[a], lower[i]), upper[i])
                     xn[i] = v
-                    step[a] = v - x[i]
-                    dec += grad[i] * step[a]
+                    dec += grad[i] * (v - x[i])
                 fn = twice_nll(xn, data, fbuf, ibuf)
                 if np.isfinite(fn) and fn <= f + 1e-4 * dec:
                     accepted = True
@@ -168,7 +252,7 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
         for i in range(n):
             x[i] = xn[i]
         f_old = f
-        f = twice_nll_hess(x, data, fbuf, ibuf, grad, hess)
+        f = twice_nll_hess_scratch(x, data, fbuf, ibuf, grad, hess, fv, fd, fd2, gb, mark, touched)
         damp = 0.0 if damp < 1e-5 else damp * 0.1
         if f_old - f < 1e-15 * (1.0 + abs(f)) and edm < 1e-8:
             status = CONVERGED
