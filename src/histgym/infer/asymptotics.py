@@ -1,0 +1,280 @@
+"""Inference layer: Asimov data and asymptotic CLs, as ``pyhf.infer.calculators.AsymptoticCalculator``.
+
+Follows pyhf 0.7.6 (``calc_base_dist="normal"``): the test statistic is mapped to
+:math:`\\hat\\mu/\\sigma` space with :math:`\\sqrt{q_{\\mu,A}}` from the Asimov data set built at
+POI = 0 (POI = 1 for ``q0``), arXiv:1007.1727 Eqs. (57)-(66) and (89).
+
+Unlike pyhf, no result is ever NaN: CLs is computed as a ratio of log tail probabilities, and
+a test without sensitivity (``q_{mu,A} = 0``) gives CLs = 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.special import log_ndtr, ndtr
+
+from ..fit import FixedLike
+from ..model import FloatArray, Model
+from .results import HypotestResult, SignificanceResult
+from .teststats import FitSetup, _Min, fixed_poi_min, free_min, setup, tmu_like
+
+__all__ = ["asimov_data", "hypotest", "significance", "AsymptoticCalculator", "TEST_STATS"]
+
+TEST_STATS = ("qtilde", "q", "q0")
+N_SIGMA = (2.0, 1.0, 0.0, -1.0, -2.0)  # pyhf's order: -2 sigma ... +2 sigma in CLs
+
+
+def asimov_data(
+    model: Model, poi_value: float, data: Any = None, *, init: Any = None,
+    bounds: Any = None, fixed: FixedLike = None,
+) -> FloatArray:  # fmt: skip
+    """Asimov data as pyhf's ``generate_asimov_data``.
+
+    Nuisance parameters are fitted to ``data`` with the POI fixed at ``poi_value``; the
+    result is the expected data (main bins and auxdata) at that fit.
+
+    Args:
+        model: the model.
+        poi_value: POI value of the Asimov data set.
+        data: float64 [n_data]; defaults to the observed data.
+        init, bounds, fixed: fit configuration; default to pyhf's suggested ones.
+
+    Returns:
+        float64 [n_data] main bins followed by auxdata expectations.
+
+    Example:
+        >>> import histgym
+        >>> from histgym import infer
+        >>> model = histgym.from_pyhf(histgym.example_workspace())
+        >>> infer.asimov_data(model, 0.0).shape
+        (9,)
+    """
+    s = setup(model, init, bounds, fixed)
+    d = model.check_data(data)
+    m = fixed_poi_min(s, float(poi_value), d)
+    return model.expected_data(m.x)
+
+
+def _clip(q: float, poi_hat: float, mu: float, test_stat: str) -> float:
+    if test_stat == "q0":
+        return 0.0 if poi_hat < 0.0 else q
+    return 0.0 if poi_hat > mu else q
+
+
+def _log_ratio_cls(t: float, sqrtqa: float) -> tuple[float, float, float]:
+    """(CLsb, CLb, CLs) for a test statistic ``t`` in mu_hat/sigma space."""
+    clsb = float(ndtr(-(t + sqrtqa)))
+    clb = float(ndtr(-t))
+    cls = float(math.exp(min(0.0, float(log_ndtr(-(t + sqrtqa)) - log_ndtr(-t)))))
+    return clsb, clb, cls
+
+
+def _teststat(sqrtq: float, sqrtqa: float, test_stat: str) -> float:
+    if test_stat in ("q", "q0") or sqrtq <= sqrtqa or sqrtqa == 0.0:
+        return sqrtq - sqrtqa
+    return (sqrtq * sqrtq - sqrtqa * sqrtqa) / (2.0 * sqrtqa)
+
+
+class AsymptoticCalculator:
+    """Asymptotic CLs for one model and data set; caches the POI-independent fits.
+
+    The free fits to the data and to the Asimov data, and the Asimov data itself, do not
+    depend on the tested POI: they are computed once, so a scan or a root finding costs two
+    POI-fixed fits per tested value.
+
+    Args:
+        model: the model.
+        data: float64 [n_data]; defaults to the observed data.
+        test_stat: ``"qtilde"`` (default), ``"q"`` or ``"q0"``.
+        init, bounds, fixed: fit configuration; default to pyhf's suggested ones.
+    """
+
+    def __init__(
+        self, model: Model, data: Any = None, *, test_stat: str = "qtilde", init: Any = None,
+        bounds: Any = None, fixed: FixedLike = None,
+    ) -> None:  # fmt: skip
+        if test_stat not in TEST_STATS:
+            from ..errors import UnknownName, did_you_mean
+
+            msg = f"unknown test_stat {test_stat!r}; choose one of {list(TEST_STATS)}."
+            raise UnknownName(msg + did_you_mean(test_stat, TEST_STATS))
+        self.model = model
+        self.test_stat = test_stat
+        self.setup: FitSetup = setup(model, init, bounds, fixed)
+        self.data = model.check_data(data)
+        self._free: _Min | None = None
+        self._asimov: FloatArray | None = None
+        self._asimov_fit: _Min | None = None
+        self._free_a: _Min | None = None
+        self.n_evaluations = 0
+
+    def _prepare(self) -> None:
+        if self._free is None:
+            s = self.setup
+            self._free = free_min(s, self.data)
+            self._asimov_fit = fixed_poi_min(s, 1.0 if self.test_stat == "q0" else 0.0, self.data)
+            self._asimov = self.model.expected_data(self._asimov_fit.x)
+            self._free_a = free_min(s, self._asimov)
+
+    @property
+    def asimov(self) -> FloatArray:
+        """The Asimov data set (float64 [n_data]) of pyhf's calculator."""
+        self._prepare()
+        assert self._asimov is not None
+        return self._asimov
+
+    def test_statistics(self, mu: float) -> tuple[float, float, bool]:
+        """(q_obs, q_Asimov, converged) at POI ``mu`` (``mu`` is ignored for q0, as pyhf)."""
+        self._prepare()
+        assert self._free is not None and self._free_a is not None and self._asimov is not None
+        if self.test_stat == "q0":
+            mu = 0.0
+        s = self.setup
+        t, fx, fr = tmu_like(s, mu, self.data, self._free)
+        ta, fxa, fra = tmu_like(s, mu, self._asimov, self._free_a)
+        self._free, self._free_a = fr, fra  # keep improved restarts
+        q = _clip(t, float(fr.x[s.poi]), mu, self.test_stat)
+        qa = _clip(ta, float(fra.x[s.poi]), mu, self.test_stat)
+        assert self._asimov_fit is not None
+        ok = fx.converged and fr.converged and fxa.converged and fra.converged
+        self.n_evaluations += 1
+        return q, qa, bool(ok and self._asimov_fit.converged)
+
+    def hypotest(self, mu: float) -> HypotestResult:
+        """Asymptotic hypothesis test at POI ``mu`` (see :func:`hypotest`)."""
+        q, qa, ok = self.test_statistics(mu)
+        sqrtq, sqrtqa = math.sqrt(q), math.sqrt(qa)
+        t = _teststat(sqrtq, sqrtqa, self.test_stat)
+        clsb, clb, cls = _log_ratio_cls(t, sqrtqa)
+        band = []
+        for n in N_SIGMA:
+            e_clsb, _, e_cls = _log_ratio_cls(n, sqrtqa)
+            band.append(e_clsb if self.test_stat == "q0" else e_cls)
+        return HypotestResult(
+            poi_test=0.0 if self.test_stat == "q0" else float(mu),
+            test_stat=self.test_stat,
+            calctype="asymptotics",
+            cls_obs=clsb if self.test_stat == "q0" else cls,
+            clsb=clsb,
+            clb=clb,
+            cls_exp=tuple(float(b) for b in band),  # type: ignore[arg-type]
+            teststat=float(q),
+            teststat_asimov=float(qa),
+            converged=ok,
+        )
+
+    def expected_cls(self, mu: float) -> FloatArray:
+        """Expected CLs band [5] at ``mu`` (one POI-fixed fit on the Asimov data)."""
+        self._prepare()
+        assert self._free_a is not None and self._asimov is not None
+        ta, _, fra = tmu_like(self.setup, mu, self._asimov, self._free_a)
+        self._free_a = fra
+        qa = _clip(ta, float(fra.x[self.setup.poi]), mu, self.test_stat)
+        sqrtqa = math.sqrt(qa)
+        return np.array([_log_ratio_cls(n, sqrtqa)[2] for n in N_SIGMA])
+
+
+def hypotest(
+    mu: float, model: Model, data: Any = None, test_stat: str = "qtilde", *,
+    calctype: str = "asymptotics", ntoys: int = 2000, seed: Any = None,
+    init: Any = None, bounds: Any = None, fixed: FixedLike = None,
+) -> HypotestResult:  # fmt: skip
+    """Hypothesis test at POI ``mu``, as ``pyhf.infer.hypotest(..., return_expected_set=True,
+    return_tail_probs=True)``.
+
+    Args:
+        mu: tested POI value (ignored for ``q0``, as pyhf).
+        model: the model.
+        data: float64 [n_data]; defaults to the observed data.
+        test_stat: ``"qtilde"`` (default), ``"q"`` or ``"q0"``.
+        calctype: ``"asymptotics"`` (default) or ``"toybased"`` (pyhf's ToyCalculator; see
+            :func:`histgym.infer.toys.toy_hypotest`).
+        ntoys: toys per hypothesis for ``"toybased"``, defaults to 2000 (pyhf's default).
+        seed: seed or ``numpy.random.Generator`` for the toys, defaults to None (fresh entropy).
+        init, bounds, fixed: fit configuration; default to pyhf's suggested ones.
+
+    Returns:
+        A :class:`HypotestResult` (``cls_obs``, ``clsb``, ``clb``, ``cls_exp`` [5]).
+
+    Raises:
+        InvalidParameters: the model has no POI or the POI is fixed.
+        UnknownName: unknown ``test_stat`` or ``calctype``.
+
+    Example:
+        >>> import histgym
+        >>> from histgym import infer
+        >>> model = histgym.from_pyhf(histgym.example_workspace())
+        >>> r = infer.hypotest(1.0, model)
+        >>> round(r.cls_obs, 6), len(r.cls_exp)
+        (0.51915, 5)
+    """
+    if calctype == "toybased":
+        from .toys import toy_hypotest
+
+        return toy_hypotest(
+            mu,
+            model,
+            data,
+            test_stat,
+            ntoys=ntoys,
+            seed=seed,
+            init=init,
+            bounds=bounds,
+            fixed=fixed,
+        )
+    if calctype != "asymptotics":
+        from ..errors import UnknownName, did_you_mean
+
+        choices = ("asymptotics", "toybased")
+        raise UnknownName(
+            f"unknown calctype {calctype!r}; choose one of {list(choices)}."
+            + did_you_mean(calctype, choices)
+        )
+    calc = AsymptoticCalculator(
+        model, data, test_stat=test_stat, init=init, bounds=bounds, fixed=fixed
+    )
+    return calc.hypotest(mu)
+
+
+def significance(
+    model: Model, data: Any = None, *, init: Any = None, bounds: Any = None,
+    fixed: FixedLike = None,
+) -> SignificanceResult:  # fmt: skip
+    """Discovery significance (asymptotics): Z0 = sqrt(q0), observed and expected.
+
+    The expected significance uses the Asimov data set at POI = 1 built from a POI-fixed fit
+    to ``data`` (pyhf's ``hypotest(..., test_stat="q0")`` median expected p-value).
+
+    Args:
+        model: the model.
+        data: float64 [n_data]; defaults to the observed data.
+        init, bounds, fixed: fit configuration; default to pyhf's suggested ones.
+
+    Returns:
+        A :class:`SignificanceResult`.
+
+    Example:
+        >>> import histgym
+        >>> from histgym import infer
+        >>> model = histgym.from_pyhf(histgym.example_workspace())
+        >>> r = infer.significance(model)
+        >>> round(r.z_obs, 4) == round(r.z_exp, 4)
+        True
+    """
+    calc = AsymptoticCalculator(model, data, test_stat="q0", init=init, bounds=bounds, fixed=fixed)
+    r = calc.hypotest(0.0)
+    z_obs = math.sqrt(r.teststat)
+    z_exp = math.sqrt(r.teststat_asimov)
+    return SignificanceResult(
+        z_obs=z_obs,
+        p_obs=r.cls_obs,
+        z_exp=z_exp,
+        p_exp=r.cls_exp[2],
+        p_exp_band=r.cls_exp,
+        q0=r.teststat,
+        q0_asimov=r.teststat_asimov,
+        converged=r.converged,
+    )

@@ -1,0 +1,213 @@
+"""Inference layer: nuisance-parameter ranking (impacts on the POI), cabinetry's definitions.
+
+For every floating parameter other than the POI (cabinetry's ``fit.ranking``):
+
+* post-fit impact: the POI shift when the parameter is fixed at best fit +- its post-fit
+  uncertainty and every other parameter is refitted;
+* pre-fit impact: the same with the prior width instead (0 for free-floating parameters,
+  normfactor/shapefactor, whose prior width is 0 in cabinetry);
+* ``pull`` = (best fit - prior centre) / prior width, ``constraint`` = post-fit uncertainty /
+  prior width (pull 0 and constraint = post-fit uncertainty for free-floating parameters).
+
+Prior centre is pyhf's suggested init and prior width pyhf's parameter-set ``width()`` (1 for
+normsys/histosys/lumi in units of sigma, the relative uncertainty for staterror,
+``1/sqrt(tau)`` for shapesys).  All refits run batched in one parallel kernel call.
+The key names of :func:`rank_impact` are those of ``nextstat.interpret.rank_impact``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._kernels.newton import CONVERGED, newton_fit_batch
+from .errors import InvalidParameters, UnknownName, did_you_mean
+from .fit import FitResult, FixedLike, fit
+from .infer.results import RankingResult
+from .infer.teststats import minimize, setup
+from .model import FloatArray, Model
+
+__all__ = ["ranking", "rank_impact", "prior_widths"]
+
+SORT_KEYS = ("total", "up", "down", "pull", "name")
+
+
+def prior_widths(model: Model) -> FloatArray:
+    """Prior width of every parameter (float64 [n_params]; 0 for unconstrained or fixed).
+
+    As cabinetry's ``model_utils.prefit_uncertainties``.
+    """
+    pm = model.pyhf_model
+    out = np.zeros(model.n_params)
+    fixed = model.suggested_fixed()
+    for name in pm.config.par_order:
+        ps = pm.config.param_set(name)
+        sl = model.par_slice(name)
+        if getattr(ps, "constrained", False):
+            out[sl] = np.asarray(ps.width(), dtype=np.float64)
+    out[fixed] = 0.0
+    return out
+
+
+def ranking(
+    model: Model, data: Any = None, *, fit_result: FitResult | None = None, init: Any = None,
+    bounds: Any = None, fixed: FixedLike = None,
+) -> RankingResult:  # fmt: skip
+    """Pre- and post-fit impacts of every floating nuisance parameter on the POI.
+
+    Args:
+        model: the model.
+        data: float64 [n_data]; defaults to the observed data.
+        fit_result: the nominal fit; defaults to a new :func:`histgym.fit`.
+        init, bounds, fixed: fit configuration; default to pyhf's suggested ones.
+
+    Returns:
+        A :class:`RankingResult` sorted by decreasing ``total_impact``.
+
+    Raises:
+        InvalidParameters: the model has no POI or the POI is fixed.
+
+    Example:
+        >>> import histgym
+        >>> from histgym.interpret import ranking
+        >>> r = ranking(histgym.from_pyhf(histgym.example_workspace()))
+        >>> r.names
+        ['bkg_norm']
+    """
+    s = setup(model, init, bounds, fixed)
+    d = model.check_data(data)
+    if fit_result is None:
+        fit_result = fit(
+            model, d, init=s.init, fixed=s.fixed, bounds=np.stack([s.lower, s.upper], 1), warn=False
+        )
+    best = fit_result.bestfit
+    unc = fit_result.uncertainty
+    prior = prior_widths(model)
+    prior[s.fixed] = 0.0
+    centre = model.suggested_init()
+    idx = [i for i in range(model.n_params) if i != s.poi and not s.fixed[i]]
+    n_par = model.n_params
+    rows_p, rows_f, where = [], [], []
+    for j, i in enumerate(idx):
+        for k, val in enumerate(
+            (best[i] + prior[i], best[i] - prior[i], best[i] + unc[i], best[i] - unc[i])
+        ):
+            if val == best[i]:
+                continue
+            p0 = best.copy()
+            p0[i] = val
+            m = s.fixed.copy()
+            m[i] = True
+            rows_p.append(p0)
+            rows_f.append(m)
+            where.append((j, k))
+    impacts = np.zeros((len(idx), 4))
+    ok = bool(fit_result.converged)
+    if rows_p:
+        n = len(rows_p)
+        pars0 = np.ascontiguousarray(rows_p)
+        fx = np.ascontiguousarray(rows_f)
+        x = np.empty((n, n_par))
+        st = np.empty(n, dtype=np.int64)
+        fv = np.empty(n)
+        it = np.empty(n, dtype=np.int64)
+        data_b = np.broadcast_to(d, (n, d.size))
+        fb = np.broadcast_to(model.fbuf, (n, model.fbuf.size))
+        newton_fit_batch(
+            pars0, data_b, fb, model.ibuf, fx, s.lower, s.upper, 200, 1e-10, x, st, fv, it
+        )
+        for r in np.flatnonzero(st != CONVERGED):
+            m = minimize(s, d, pars0[r], fx[r])
+            x[r] = m.x
+            ok = ok and m.converged
+        for r, (j, k) in enumerate(where):
+            impacts[j, k] = x[r, s.poi] - best[s.poi]
+    names = [model.parameter_names[i] for i in idx]
+    ii = np.array(idx, dtype=np.int64)
+    pr = prior[ii]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pull = np.where(pr > 0, (best[ii] - centre[ii]) / np.where(pr > 0, pr, 1.0), 0.0)
+        constraint = np.where(pr > 0, unc[ii] / np.where(pr > 0, pr, 1.0), unc[ii])
+    total = np.abs(impacts[:, 2]) + np.abs(impacts[:, 3])
+    order = np.argsort(-total, kind="stable")
+    return RankingResult(
+        names=[names[o] for o in order],
+        bestfit=best[ii][order],
+        uncertainty=unc[ii][order],
+        prefit_up=impacts[order, 0],
+        prefit_down=impacts[order, 1],
+        postfit_up=impacts[order, 2],
+        postfit_down=impacts[order, 3],
+        pull=pull[order],
+        constraint=constraint[order],
+        total_impact=total[order],
+        poi_bestfit=float(best[s.poi]),
+        converged=ok,
+    )
+
+
+def rank_impact(
+    model: Model, top_n: int | None = None, data: Any = None, *, sort_by: str = "total",
+    ascending: bool = False, gpu: bool = False, **kwargs: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Impact ranking as a list of dicts (``nextstat.interpret.rank_impact``'s keys).
+
+    Args:
+        model: the model.
+        top_n: keep only the first ``top_n`` entries, defaults to None (all).
+        data: float64 [n_data]; defaults to the observed data.
+        sort_by: ``"total"`` (default, |up| + |down| post-fit), ``"up"``, ``"down"``,
+            ``"pull"`` or ``"name"``.
+        ascending: sort ascending, defaults to False.
+        gpu: accepted for compatibility with nextstat; must be False (histgym runs on CPU).
+        **kwargs: passed to :func:`ranking` (``init``, ``bounds``, ``fixed``, ``fit_result``).
+
+    Returns:
+        Dicts with ``rank`` (1 = highest), ``name``, ``delta_mu_up``, ``delta_mu_down``
+        (post-fit), ``total_impact``, ``pull``, ``constraint``, ``prefit_delta_mu_up``,
+        ``prefit_delta_mu_down``, ``bestfit``, ``uncertainty``.
+
+    Example:
+        >>> import histgym
+        >>> from histgym.interpret import rank_impact
+        >>> rows = rank_impact(histgym.from_pyhf(histgym.example_workspace()), top_n=1)
+        >>> rows[0]["rank"], rows[0]["name"]
+        (1, 'bkg_norm')
+    """
+    if sort_by not in SORT_KEYS:
+        raise UnknownName(
+            f"unknown sort_by {sort_by!r}; choose one of {list(SORT_KEYS)}."
+            + did_you_mean(sort_by, SORT_KEYS)
+        )
+    if gpu:
+        raise InvalidParameters("histgym has no GPU ranking; use gpu=False")
+    if top_n is not None and int(top_n) < 0:
+        raise InvalidParameters(f"top_n must be >= 0, got {top_n}")
+    r = ranking(model, data, **kwargs)
+    rows = [
+        {
+            "name": r.names[i],
+            "delta_mu_up": float(r.postfit_up[i]),
+            "delta_mu_down": float(r.postfit_down[i]),
+            "total_impact": float(r.total_impact[i]),
+            "pull": float(r.pull[i]),
+            "constraint": float(r.constraint[i]),
+            "prefit_delta_mu_up": float(r.prefit_up[i]),
+            "prefit_delta_mu_down": float(r.prefit_down[i]),
+            "bestfit": float(r.bestfit[i]),
+            "uncertainty": float(r.uncertainty[i]),
+        }
+        for i in range(len(r.names))
+    ]
+    keys: dict[str, Any] = {
+        "total": lambda e: e["total_impact"],
+        "up": lambda e: abs(e["delta_mu_up"]),
+        "down": lambda e: abs(e["delta_mu_down"]),
+        "pull": lambda e: abs(e["pull"]),
+        "name": lambda e: e["name"],
+    }
+    rows.sort(key=keys[sort_by], reverse=(not ascending) if sort_by != "name" else ascending)
+    if top_n is not None:
+        rows = rows[: int(top_n)]
+    return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
