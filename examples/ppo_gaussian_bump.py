@@ -156,28 +156,13 @@ print(f"Improvement over random: "
 # gives a greedy reference policy for it:
 
 # %%
+from histgym.agents import greedy_policy, random_policy, run_episode
+
 well_posed = make_histfactory_env(workspace, channel="SR", sample="signal", reward_metric="z0",
                                   data="asimov", budget="total", max_steps=64,
                                   action_scale=0.1, return_gradient=True)
-
-
-def greedy_action(obs, grad):
-    """Steepest ascent in log-yields, projected on the fixed-total constraint."""
-    g = obs * (grad - np.dot(obs, grad) / obs.sum())
-    return (g / max(np.abs(g).max(), 1e-300)).astype(np.float32)
-
-
-def run(policy, seed):
-    obs, info = well_posed.reset(seed=seed)
-    total = 0.0
-    for _ in range(64):
-        obs, r, terminated, truncated, info = well_posed.step(policy(obs, info))
-        total += r
-    return total, info
-
-
-greedy_return, greedy_info = run(lambda o, i: greedy_action(o, i["reward_grad"]), 0)
-random_return, _ = run(lambda o, i: well_posed.action_space.sample(), 0)
+greedy_return, greedy_info = run_episode(well_posed, greedy_policy(well_posed), seed=0)
+random_return, _ = run_episode(well_posed, random_policy(well_posed), seed=0)
 print(f"Asimov Z0 task - greedy return {greedy_return:.2f}, random return {random_return:.2f}; "
       f"final Z0 {greedy_info['z0']:.3f}")
 
@@ -226,20 +211,13 @@ print(f"Figure saved to {args.figure}")
 
 # %%
 import histgym
-
-try:
-    from histgym.interpret import rank_impact
-except ImportError:  # histgym.interpret not available in this installation
-    rank_impact = None
+from histgym.interpret import rank_impact
 
 model = histgym.from_pyhf(workspace)
-if rank_impact is None:
-    print("histgym.interpret is not available: skipping the ranking")
-else:
-    print("Ranking (original model):")
-    for r in rank_impact(model, top_n=5):
-        print(f"  {r['rank']}. {r['name']:20s} impact={r['total_impact']:.4f}")
-    optimised = model.with_sample_yields("SR", "signal", yields_history[-1])
-    print("Ranking (PPO-optimised signal yields):")
-    for r in rank_impact(optimised, top_n=5):
-        print(f"  {r['rank']}. {r['name']:20s} impact={r['total_impact']:.4f}")
+print("Ranking (original model):")
+for r in rank_impact(model, top_n=5):
+    print(f"  {r['rank']}. {r['name']:20s} impact={r['total_impact']:.4f}")
+optimised = model.with_sample_yields("SR", "signal", yields_history[-1])
+print("Ranking (PPO-optimised signal yields):")
+for r in rank_impact(optimised, top_n=5):
+    print(f"  {r['rank']}. {r['name']:20s} impact={r['total_impact']:.4f}")

@@ -320,3 +320,12 @@ def test_workspace_input_types(seed_ws, tmp_path):
     assert len(set(values)) == 1
     with pytest.raises(TypeError, match="workspace must be"):
         make_histfactory_env(42, channel="SR", sample="signal")
+
+
+def test_nextstat_import_paths():
+    """Code written for nextstat.gym runs after replacing ``nextstat`` by ``histgym``."""
+    from histgym.gym import HistFactoryEnv as FromGym
+    from histgym.gym import make_histfactory_env as from_gym
+
+    assert FromGym is HistFactoryEnv and from_gym is make_histfactory_env
+    assert histgym.make_histfactory_env is make_histfactory_env

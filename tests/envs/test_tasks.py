@@ -8,33 +8,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from histgym.agents import greedy_policy, random_policy, run_episode
 from histgym.envs import make_gaussian_bump_env, make_histfactory_env
-
-
-def greedy_action(obs: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """Steepest ascent of the reward in log-yields, projected on the fixed-total constraint."""
-    g = obs * (grad - np.dot(obs, grad) / obs.sum())
-    m = np.abs(g).max()
-    return (g / m if m > 0 else g).astype(np.float32)
-
-
-def episode_return(env, policy, seed: int) -> float:
-    obs, info = env.reset(seed=seed)
-    total, done = 0.0, False
-    while not done:
-        obs, r, term, trunc, info = env.step(policy(obs, info))
-        total += r
-        done = term or trunc
-    return total
 
 
 @pytest.mark.parametrize("metric", ["z0", "zmu"])
 def test_greedy_gradient_policy_beats_random(metric):
     env = make_gaussian_bump_env(reward_metric=metric, mu_test=1.5, max_steps=64,
                                  action_scale=0.1, return_gradient=True)
-    greedy = episode_return(env, lambda o, i: greedy_action(o, i["reward_grad"]), seed=0)
-    randoms = [episode_return(env, lambda o, i: env.action_space.sample(), seed=s)
-               for s in range(3)]
+    greedy, _ = run_episode(env, greedy_policy(env), seed=0)
+    randoms = [run_episode(env, random_policy(env), seed=s)[0] for s in range(3)]
     _, info = env.reset(seed=0)
     idle = 64 * info["value"]
     assert greedy > max(randoms) + 0.1 * abs(idle)

@@ -146,6 +146,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self.sample = sample
         self.reward_metric = reward_metric
         self.max_steps = int(max_steps)
+        self.action_mode = action_mode
+        self.budget = budget
+        self.return_gradient = bool(return_gradient)
         self.observation_space = spaces.Box(
             low=float(clip_min), high=float(clip_max), shape=(p.n_y,), dtype=np.float64
         )

@@ -1,0 +1,248 @@
+"""Command line (top layer): ``histgym fit|significance|cls|limit|rank WORKSPACE`` and
+``histgym train``.
+
+Each inference subcommand takes ``--measurement``, ``--patch FILE`` (repeatable) and ``--json``
+(machine-readable output on stdout); a readable table is printed by default. ``histgym train``
+trains PPO on the built-in example (or ``--workspace``), which needs the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+
+def _model(args: argparse.Namespace) -> Any:
+    from .model import from_pyhf
+
+    patches = [json.loads(open(p).read()) for p in (args.patch or [])]
+    return from_pyhf(args.workspace, measurement=args.measurement, patches=patches or None)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    cols = list(zip(*([header] + rows), strict=False)) if rows else [[h] for h in header]
+    widths = [max(len(str(c)) for c in col) for col in cols]
+    fmt = lambda r: "  ".join(
+        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+    )  # noqa: E731
+    lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+    return "\n".join(lines)
+
+
+def _cmd_fit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .fit import fit
+
+    model = _model(args)
+    r = fit(model, warn=False)
+    out = {
+        "parameters": model.parameter_names,
+        "bestfit": r.bestfit.tolist(),
+        "uncertainty": r.uncertainty.tolist(),
+        "twice_nll": r.twice_nll,
+        "converged": r.converged,
+        "n_iter": r.n_iter,
+        "edm": r.edm,
+    }
+    rows = [
+        [n, f"{b:.6g}", f"{u:.4g}", "fixed" if fx else ""]
+        for n, b, u, fx in zip(model.parameter_names, r.bestfit, r.uncertainty, r.fixed, strict=False)
+    ]
+    text = _table(rows, ["parameter", "bestfit", "uncertainty", ""])
+    text += f"\n\n-2 ln L = {r.twice_nll:.6f}   converged = {r.converged}   ({r.n_iter} iterations, edm {r.edm:.2g})"
+    return out, text
+
+
+def _cmd_significance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .infer import significance
+
+    r = significance(_model(args))
+    rows = [
+        ["observed", f"{r.z_obs:.4f}", f"{r.p_obs:.4g}"],
+        ["expected (Asimov, mu=1)", f"{r.z_exp:.4f}", f"{r.p_exp:.4g}"],
+    ]
+    return r.as_dict(), _table(rows, ["", "Z0", "p0"]) + f"\n\nconverged = {r.converged}"
+
+
+def _cmd_cls(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .infer import hypotest
+
+    r = hypotest(args.mu, _model(args), test_stat=args.test_stat)
+    rows = [["observed", f"{r.cls_obs:.6g}"]] + [
+        [f"expected {lab}", f"{v:.6g}"]
+        for lab, v in zip(("-2 sigma", "-1 sigma", "median", "+1 sigma", "+2 sigma"), r.cls_exp, strict=False)
+    ]
+    text = _table(rows, [f"mu = {r.poi_test:g} ({r.test_stat})", "CLs"])
+    text += f"\n\nCLs+b = {r.clsb:.6g}   CLb = {r.clb:.6g}   converged = {r.converged}"
+    return r.as_dict(), text
+
+
+def _cmd_limit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .infer import upper_limit
+
+    r = upper_limit(_model(args), cl=args.cl)
+    rows = [["observed", f"{r.obs:.6g}"]] + [
+        [f"expected {lab}", f"{v:.6g}"]
+        for lab, v in zip(("-2 sigma", "-1 sigma", "median", "+1 sigma", "+2 sigma"), r.exp, strict=False)
+    ]
+    return r.as_dict(), _table(
+        rows, [f"{100 * r.cl:g}% CLs upper limit", "POI"]
+    ) + f"\n\nconverged = {r.converged}"
+
+
+def _cmd_rank(args: argparse.Namespace) -> tuple[Any, str]:
+    from .interpret import rank_impact
+
+    model = _model(args)
+    rows = rank_impact(model, top_n=args.top)
+    if args.plot:
+        _plot_ranking(rows, args.plot, model.poi_name or "POI")
+    table = [
+        [
+            r["rank"],
+            r["name"],
+            f"{r['delta_mu_up']:+.4g}",
+            f"{r['delta_mu_down']:+.4g}",
+            f"{r['prefit_delta_mu_up']:+.4g}",
+            f"{r['prefit_delta_mu_down']:+.4g}",
+            f"{r['pull']:+.3f}",
+            f"{r['constraint']:.3f}",
+        ]
+        for r in rows
+    ]
+    text = _table(
+        [[str(c) for c in t] for t in table],
+        ["rank", "parameter", "post up", "post down", "pre up", "pre down", "pull", "constraint"],
+    )
+    return rows, text
+
+
+def _plot_ranking(rows: list[dict[str, Any]], path: str, poi: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.35 * max(n, 1)))
+    y = np.arange(n)[::-1]
+    ax.barh(
+        y,
+        [r["prefit_delta_mu_up"] for r in rows],
+        color="none",
+        edgecolor="C0",
+        label="pre-fit +1σ",
+    )
+    ax.barh(
+        y,
+        [r["prefit_delta_mu_down"] for r in rows],
+        color="none",
+        edgecolor="C1",
+        label="pre-fit -1σ",
+    )
+    ax.barh(y, [r["delta_mu_up"] for r in rows], color="C0", alpha=0.7, label="post-fit +1σ")
+    ax.barh(y, [r["delta_mu_down"] for r in rows], color="C1", alpha=0.7, label="post-fit -1σ")
+    ax.set_yticks(y, [r["name"] for r in rows])
+    ax.set_xlabel(f"Δ{poi}")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .train import train_ppo
+
+    env_kwargs: dict[str, Any] = {"reward_metric": args.metric, "data": args.data,
+                                  "budget": None if args.budget == "none" else args.budget}
+    if args.max_steps is not None:
+        env_kwargs["max_steps"] = args.max_steps
+    if args.action_scale is not None:
+        env_kwargs["action_scale"] = args.action_scale
+    print(f"training PPO for {args.timesteps} steps on "
+          f"{args.workspace or 'the built-in example (8-bin Gaussian bump)'} ...", file=sys.stderr)
+    summary = train_ppo(args.workspace, channel=args.channel, sample=args.sample,
+                        env_kwargs=env_kwargs, total_timesteps=args.timesteps,
+                        n_envs=args.n_envs, seed=args.seed, save=args.save)  # fmt: skip
+    return summary.as_dict(), summary.table()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``histgym`` command."""
+    p = argparse.ArgumentParser(
+        prog="histgym", description="Fits and statistical inference on pyhf JSON workspaces."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("workspace", help="pyhf JSON workspace file")
+        sp.add_argument("--measurement", default=None, help="measurement name (default: the first)")
+        sp.add_argument("--patch", action="append", default=[], help="JSON patch file (repeatable)")
+        sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    common(sub.add_parser("fit", help="maximum-likelihood fit"))
+    common(sub.add_parser("significance", help="discovery significance Z0 (asymptotics)"))
+    sp = sub.add_parser("cls", help="CLs at a POI value (asymptotics)")
+    common(sp)
+    sp.add_argument("--mu", type=float, default=1.0, help="tested POI value (default 1)")
+    sp.add_argument("--test-stat", default="qtilde", choices=["qtilde", "q"], help="test statistic")
+    sp = sub.add_parser("limit", help="CLs upper limit on the POI")
+    common(sp)
+    sp.add_argument("--cl", type=float, default=0.95, help="confidence level (default 0.95)")
+    sp = sub.add_parser("rank", help="nuisance-parameter impact ranking")
+    common(sp)
+    sp.add_argument("--top", type=int, default=None, help="show only the top N parameters")
+    sp.add_argument("--plot", default=None, help="write a ranking plot to this file")
+    sp = sub.add_parser("train", help="train a PPO agent (needs the train extra)")
+    sp.add_argument("--workspace", default=None, help="pyhf JSON workspace (default: built-in)")
+    sp.add_argument("--channel", default="SR", help="channel of the controlled sample")
+    sp.add_argument("--sample", default="signal", help="controlled sample")
+    sp.add_argument("--metric", default="z0", choices=["nll", "q0", "z0", "qmu", "zmu"])
+    sp.add_argument("--data", default="asimov", choices=["observed", "asimov"])
+    sp.add_argument("--budget", default="total", choices=["total", "none"])
+    sp.add_argument("--max-steps", type=int, default=None, help="episode length (default 64)")
+    sp.add_argument("--action-scale", type=float, default=None, help="default 0.1")
+    sp.add_argument("--timesteps", type=int, default=50_000, help="PPO steps (default 50000)")
+    sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--save", default=None, help="write the trained agent (.zip) here")
+    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    return p
+
+
+_COMMANDS = {
+    "fit": _cmd_fit,
+    "significance": _cmd_significance,
+    "cls": _cmd_cls,
+    "limit": _cmd_limit,
+    "rank": _cmd_rank,
+    "train": _cmd_train,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``histgym`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from .errors import HistgymError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out, text = _COMMANDS[args.command](args)
+    except (HistgymError, OSError, ValueError, ImportError) as err:
+        print(f"histgym {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, indent=2) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
