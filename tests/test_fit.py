@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import histgym
-from refdata import HUGE, load_model, reference, workspace_params
+from refdata import HUGE, SKIP_NO_SHARED, load_model, reference, workspace_params
 
 
 def _mle_reference(name):
@@ -169,6 +169,7 @@ def test_uncertainties_match_profile_likelihood_curvature(name):
             assert implied == pytest.approx(u, rel=0.01), model.parameter_names[i]
 
 
+@SKIP_NO_SHARED
 def test_huge_workspace_fit_is_stationary():
     """The 1319-parameter combination (pyhf: no fit within 25 minutes)."""
     for name in sorted(HUGE):
