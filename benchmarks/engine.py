@@ -111,10 +111,16 @@ def time_fast(
 def time_slow(fn: Callable[[], Any], *, repeats: int, budget: float) -> tuple[float, Any, int]:
     """Median seconds of ``fn()`` over up to ``repeats`` calls (>= 1; stops after ``budget`` s).
 
+    Calls faster than 1 ms are timed in loops instead (as :func:`time_fast`, >= 0.2 s each):
+    single calls of a few microseconds measure the timer and the scheduler, not the fit.
+
     Returns (median, last result, number of calls).
     """
+    t0 = time.perf_counter()
+    result = fn()
+    if time.perf_counter() - t0 < 1e-3:
+        return time_fast(fn, (), repeats=repeats, min_time=0.2), result, repeats
     times: list[float] = []
-    result: Any = None
     start = time.perf_counter()
     for _ in range(repeats):
         t0 = time.perf_counter()

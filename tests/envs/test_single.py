@@ -284,6 +284,36 @@ def test_async_vector_env(seed_ws):
         venv.close()
 
 
+def test_sb3_subproc_vec_env_equals_dummy(seed_ws):
+    """SB3's SubprocVecEnv (environments pickled into worker processes) gives the same
+    observations and rewards as the in-process DummyVecEnv."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    def make_env():
+        return make_histfactory_env(seed_ws, channel="SR", sample="signal", reward_metric="z0",
+                                    max_steps=3, init_noise=0.05)
+
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 2, 8)).astype(np.float32)
+    results = []
+    for cls in (DummyVecEnv, SubprocVecEnv):
+        venv = make_vec_env(make_env, n_envs=2, seed=3, vec_env_cls=cls)
+        try:
+            obs = [venv.reset()]
+            rewards = []
+            for a in actions:
+                o, r, _, _ = venv.step(a)
+                obs.append(o)
+                rewards.append(r)
+        finally:
+            venv.close()
+        results.append((np.array(obs), np.array(rewards)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    # DummyVecEnv keeps rewards in a float32 buffer, SubprocVecEnv returns the float64 values
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+    assert np.all(np.isfinite(results[1][1]))
+
+
 def test_render_modes(seed_ws):
     env = make_histfactory_env(seed_ws, channel="SR", sample="signal", render_mode="ansi")
     env.reset(seed=0)
