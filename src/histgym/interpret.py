@@ -17,15 +17,17 @@ The key names of :func:`rank_impact` are those of ``nextstat.interpret.rank_impa
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
+from ._kernels.inference import ranking_fits
 from ._kernels.newton import CONVERGED, newton_fit_batch
 from .errors import InvalidParameters, UnknownName, did_you_mean
 from .fit import FitResult, FixedLike, fit
 from .infer.results import RankingResult
-from .infer.teststats import minimize, setup
+from .infer.teststats import MAX_ITER, TOL, FitSetup, minimize, setup
 from .model import FloatArray, Model
 
 __all__ = ["ranking", "rank_impact", "prior_widths"]
@@ -38,6 +40,17 @@ def prior_widths(model: Model) -> FloatArray:
 
     As cabinetry's ``model_utils.prefit_uncertainties``.
     """
+    cached = _PRIOR_WIDTHS.get(model)
+    if cached is None:
+        cached = _PRIOR_WIDTHS[model] = _prior_widths(model)
+    return cached.copy()
+
+
+#: prior widths per model (a Model is immutable; its pyhf model is slow to query)
+_PRIOR_WIDTHS: weakref.WeakKeyDictionary[Model, FloatArray] = weakref.WeakKeyDictionary()
+
+
+def _prior_widths(model: Model) -> FloatArray:
     pm = model.pyhf_model
     out = np.zeros(model.n_params)
     fixed = model.suggested_fixed()
@@ -77,6 +90,63 @@ def ranking(
     """
     s = setup(model, init, bounds, fixed)
     d = model.check_data(data)
+    if model.n_params <= SERIAL_MAX_PARAMS:
+        return _ranking_serial(model, s, d, fit_result)
+    return _ranking_batched(model, s, d, fit_result)
+
+
+#: Up to this many parameters the nominal fit and every refit run in one serial kernel call
+#: (:func:`histgym._kernels.inference.ranking_fits`); larger models refit in parallel.
+SERIAL_MAX_PARAMS = 16
+
+
+def _ranking_serial(
+    model: Model, s: FitSetup, d: FloatArray, fit_result: FitResult | None
+) -> RankingResult:
+    """:func:`ranking` with all fits in one compiled call (small models); the same results
+    as :func:`_ranking_batched` (see :func:`histgym._kernels.inference.ranking_fits`)."""
+    n = model.n_params
+    prior = _PRIOR_WIDTHS.get(model)  # read only; fixed parameters are not ranked
+    if prior is None:
+        prior = prior_widths(model)
+    if fit_result is None:
+        best = np.empty(n)
+        unc = np.empty(n)
+        cov = np.empty((n, n))
+    else:
+        best = np.array(fit_result.bestfit, dtype=np.float64)
+        unc = np.array(fit_result.uncertainty, dtype=np.float64)
+        cov = np.array(fit_result.covariance, dtype=np.float64)
+    out = np.empty((7, n))  # impacts [4], pull, constraint, total
+    order = np.empty(n, dtype=np.int64)
+    r, ok = ranking_fits(
+        fit_result is None, s.init, s.fixed, s.lower, s.upper, s.poi, d,
+        model.fbuf, model.ibuf, MAX_ITER, TOL, prior, model._init, best, unc, cov, order, out,
+    )  # fmt: skip
+    if fit_result is not None:
+        ok = ok and bool(fit_result.converged)
+    o = order[:r]
+    names = model.parameter_names
+    return RankingResult(
+        names=[names[i] for i in o.tolist()],
+        bestfit=best[o],
+        uncertainty=unc[o],
+        prefit_up=out[0, :r],
+        prefit_down=out[1, :r],
+        postfit_up=out[2, :r],
+        postfit_down=out[3, :r],
+        pull=out[4, :r],
+        constraint=out[5, :r],
+        total_impact=out[6, :r],
+        poi_bestfit=float(best[s.poi]),
+        converged=bool(ok),
+    )
+
+
+def _ranking_batched(
+    model: Model, s: FitSetup, d: FloatArray, fit_result: FitResult | None
+) -> RankingResult:
+    """:func:`ranking` with the refits in one parallel batched kernel call (large models)."""
     if fit_result is None:
         fit_result = fit(
             model, d, init=s.init, fixed=s.fixed, bounds=np.stack([s.lower, s.upper], 1), warn=False

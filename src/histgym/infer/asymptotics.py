@@ -16,10 +16,20 @@ from typing import Any
 import numpy as np
 from scipy.special import log_ndtr, ndtr
 
+from .._kernels.inference import (
+    M_ASIMOV,
+    M_BOTH,
+    M_PREPARE,
+    O_OK,
+    O_Q,
+    O_QA,
+    S_ASIMOV,
+    asymptotic_eval,
+)
 from ..fit import FixedLike
 from ..model import FloatArray, Model
 from .results import HypotestResult, SignificanceResult
-from .teststats import FitSetup, _Min, fixed_poi_min, free_min, setup, tmu_like
+from .teststats import MAX_ITER, TOL, FitSetup, fixed_poi_min, setup
 
 __all__ = ["asimov_data", "hypotest", "significance", "AsymptoticCalculator", "TEST_STATS"]
 
@@ -72,6 +82,38 @@ def _log_ratio_cls(t: float, sqrtqa: float) -> tuple[float, float, float]:
     return clsb, clb, cls
 
 
+_LOG_NDTR_NS = [float(v) for v in log_ndtr(-np.array(N_SIGMA))]  # log CLb of the band
+
+
+def _cls_and_band(
+    t: float, sqrtqa: float, q0: bool
+) -> tuple[float, float, float, list[float]]:
+    """:func:`_log_ratio_cls` at ``t`` and at every ``n`` of ``N_SIGMA`` (the expected band:
+    CLs, or CLsb for ``q0``), with one vectorised call of ``ndtr`` and of ``log_ndtr``.
+
+    Returns:
+        (CLsb, CLb, CLs, band [5]); the same numbers as the scalar :func:`_log_ratio_cls`.
+    """
+    z = np.array([-(t + sqrtqa), -t] + [-(n + sqrtqa) for n in N_SIGMA])
+    nd = ndtr(z).tolist()
+    ld = log_ndtr(z).tolist()
+    cls = math.exp(min(0.0, ld[0] - ld[1]))
+    if q0:
+        band = nd[2:]
+    else:
+        band = [math.exp(min(0.0, ld[i + 2] - _LOG_NDTR_NS[i])) for i in range(5)]
+    return nd[0], nd[1], cls, band
+
+
+def _band(sqrtqa: float, q0: bool) -> list[float]:
+    """The expected band [5] of :func:`_cls_and_band`."""
+    z = np.array([-(n + sqrtqa) for n in N_SIGMA])
+    if q0:
+        return ndtr(z).tolist()  # type: ignore[no-any-return]
+    ld = log_ndtr(z).tolist()
+    return [math.exp(min(0.0, ld[i] - _LOG_NDTR_NS[i])) for i in range(5)]
+
+
 def _teststat(sqrtq: float, sqrtqa: float, test_stat: str) -> float:
     if test_stat in ("q", "q0") or sqrtq <= sqrtqa or sqrtqa == 0.0:
         return sqrtq - sqrtqa
@@ -83,7 +125,8 @@ class AsymptoticCalculator:
 
     The free fits to the data and to the Asimov data, and the Asimov data itself, do not
     depend on the tested POI: they are computed once, so a scan or a root finding costs two
-    POI-fixed fits per tested value.
+    POI-fixed fits per tested value.  The fits of one evaluation run in a single compiled
+    call (:func:`histgym._kernels.inference.asymptotic_eval`).
 
     Args:
         model: the model.
@@ -105,76 +148,75 @@ class AsymptoticCalculator:
         self.test_stat = test_stat
         self.setup: FitSetup = setup(model, init, bounds, fixed)
         self.data = model.check_data(data)
-        self._free: _Min | None = None
-        self._asimov: FloatArray | None = None
-        self._asimov_fit: _Min | None = None
-        self._free_a: _Min | None = None
         self.n_evaluations = 0
+        n = model.n_params
+        # fit state of the kernel: rows S_FREE, S_FREE_A, S_ASIMOV (status -1: not prepared)
+        self._xs = np.empty((3, n))
+        self._fs = np.empty(3)
+        self._sts = np.full(3, -1, dtype=np.int64)
+        self._asimov = np.empty(model.n_data)
+        self._out = np.empty(3)
 
-    def _prepare(self) -> None:
-        if self._free is None:
-            s = self.setup
-            self._free = free_min(s, self.data)
-            self._asimov_fit = fixed_poi_min(s, 1.0 if self.test_stat == "q0" else 0.0, self.data)
-            self._asimov = self.model.expected_data(self._asimov_fit.x)
-            self._free_a = free_min(s, self._asimov)
+    def _eval(self, mu: float, mode: int) -> tuple[float, float, bool]:
+        """Run the kernel (preparing on first use); (q, q_Asimov, converged)."""
+        s = self.setup
+        m = self.model
+        is_q0 = self.test_stat == "q0"
+        out = self._out
+        asymptotic_eval(
+            mu, 1.0 if is_q0 else 0.0, is_q0, mode, s.init, s.fixed, s.lower, s.upper, s.poi,
+            self.data, m.fbuf, m.ibuf, MAX_ITER, TOL, self._asimov, self._xs, self._fs,
+            self._sts, out,
+        )  # fmt: skip
+        return float(out[O_Q]), float(out[O_QA]), bool(out[O_OK] != 0.0)
 
     @property
     def asimov(self) -> FloatArray:
         """The Asimov data set (float64 [n_data]) of pyhf's calculator."""
-        self._prepare()
-        assert self._asimov is not None
+        if self._sts[S_ASIMOV] < 0:
+            self._eval(0.0, M_PREPARE)
         return self._asimov
 
     def test_statistics(self, mu: float) -> tuple[float, float, bool]:
         """(q_obs, q_Asimov, converged) at POI ``mu`` (``mu`` is ignored for q0, as pyhf)."""
-        self._prepare()
-        assert self._free is not None and self._free_a is not None and self._asimov is not None
-        if self.test_stat == "q0":
-            mu = 0.0
-        s = self.setup
-        t, fx, fr = tmu_like(s, mu, self.data, self._free)
-        ta, fxa, fra = tmu_like(s, mu, self._asimov, self._free_a)
-        self._free, self._free_a = fr, fra  # keep improved restarts
-        q = _clip(t, float(fr.x[s.poi]), mu, self.test_stat)
-        qa = _clip(ta, float(fra.x[s.poi]), mu, self.test_stat)
-        assert self._asimov_fit is not None
-        ok = fx.converged and fr.converged and fxa.converged and fra.converged
+        mu = 0.0 if self.test_stat == "q0" else float(mu)
+        r = self._eval(mu, M_BOTH)
         self.n_evaluations += 1
-        return q, qa, bool(ok and self._asimov_fit.converged)
+        return r
+
+    def _cls(self, q: float, qa: float) -> tuple[float, float, float, list[float]]:
+        """(observed CLs (p0 for q0), CLsb, CLb, expected band [5]) from q and q_Asimov."""
+        sqrtq, sqrtqa = math.sqrt(q), math.sqrt(qa)
+        t = _teststat(sqrtq, sqrtqa, self.test_stat)
+        q0 = self.test_stat == "q0"
+        clsb, clb, cls, band = _cls_and_band(t, sqrtqa, q0)
+        return clsb if q0 else cls, clsb, clb, band
 
     def hypotest(self, mu: float) -> HypotestResult:
         """Asymptotic hypothesis test at POI ``mu`` (see :func:`hypotest`)."""
         q, qa, ok = self.test_statistics(mu)
-        sqrtq, sqrtqa = math.sqrt(q), math.sqrt(qa)
-        t = _teststat(sqrtq, sqrtqa, self.test_stat)
-        clsb, clb, cls = _log_ratio_cls(t, sqrtqa)
-        band = []
-        for n in N_SIGMA:
-            e_clsb, _, e_cls = _log_ratio_cls(n, sqrtqa)
-            band.append(e_clsb if self.test_stat == "q0" else e_cls)
+        cls_obs, clsb, clb, band = self._cls(q, qa)
         return HypotestResult(
             poi_test=0.0 if self.test_stat == "q0" else float(mu),
             test_stat=self.test_stat,
             calctype="asymptotics",
-            cls_obs=clsb if self.test_stat == "q0" else cls,
+            cls_obs=cls_obs,
             clsb=clsb,
             clb=clb,
-            cls_exp=tuple(float(b) for b in band),  # type: ignore[arg-type]
+            cls_exp=tuple(band),  # type: ignore[arg-type]
             teststat=float(q),
             teststat_asimov=float(qa),
             converged=ok,
         )
 
+    def _expected_band(self, mu: float) -> list[float]:
+        """The expected band [5] of :meth:`expected_cls` as a list."""
+        _, qa, _ = self._eval(float(mu), M_ASIMOV)
+        return _band(math.sqrt(qa), False)
+
     def expected_cls(self, mu: float) -> FloatArray:
         """Expected CLs band [5] at ``mu`` (one POI-fixed fit on the Asimov data)."""
-        self._prepare()
-        assert self._free_a is not None and self._asimov is not None
-        ta, _, fra = tmu_like(self.setup, mu, self._asimov, self._free_a)
-        self._free_a = fra
-        qa = _clip(ta, float(fra.x[self.setup.poi]), mu, self.test_stat)
-        sqrtqa = math.sqrt(qa)
-        return np.array([_log_ratio_cls(n, sqrtqa)[2] for n in N_SIGMA])
+        return np.array(self._expected_band(mu))
 
 
 def hypotest(

@@ -69,23 +69,33 @@ def upper_limit(
     ok = True
 
     obs_cache: dict[float, float] = {}
-    exp_cache: dict[float, np.ndarray] = {}
+    exp_cache: dict[float, list[float]] = {}  # every evaluation gives the whole band
 
     def f_obs(mu: float) -> float:
         if mu not in obs_cache:
-            r = calc.hypotest(mu)
             nonlocal ok
-            ok = ok and r.converged
-            obs_cache[mu] = r.cls_obs
-            exp_cache[mu] = np.asarray(r.cls_exp)
+            q, qa, conv = calc.test_statistics(mu)
+            ok = ok and conv
+            obs_cache[mu], _, _, exp_cache[mu] = calc._cls(q, qa)
         return obs_cache[mu] - alpha
 
     def f_exp(mu: float, k: int) -> float:
         if mu not in exp_cache:
-            exp_cache[mu] = calc.expected_cls(mu)
-        return float(exp_cache[mu][k]) - alpha
+            exp_cache[mu] = calc._expected_band(mu)
+        return exp_cache[mu][k] - alpha
 
-    def solve(f: Any, *args: Any) -> float:
+    def bracket(f: Any, a: float, b: float, cache: dict[float, Any], *args: Any) -> tuple[float, float]:
+        """Narrow [a, b] (f(a) > 0 >= f(b)) to the first sign change among cached points."""
+        for mu in sorted(cache):
+            if a < mu < b:
+                if f(mu, *args) > 0.0:
+                    a = mu
+                else:
+                    b = mu
+                    break
+        return a, b
+
+    def solve(f: Any, cache: dict[float, Any], *args: Any) -> float:
         nonlocal hi, ok
         a = max(lo, 0.0)
         fa = f(a, *args)
@@ -106,12 +116,13 @@ def upper_limit(
             s.upper[s.poi] = b  # widen the POI range for the fits
             hi = b
             n += 1
+        a, b = bracket(f, a, b, cache, *args)
         return float(
             brentq(f, a, b, args=args, xtol=xtol, rtol=4 * np.finfo(float).eps, maxiter=200)
         )
 
-    obs = solve(lambda mu: f_obs(mu))
-    exp = tuple(solve(f_exp, k) for k in range(5))
+    obs = solve(lambda mu: f_obs(mu), obs_cache)
+    exp = tuple(solve(f_exp, exp_cache, k) for k in range(5))
     return LimitResult(
         obs=obs,
         exp=exp,  # type: ignore[arg-type]

@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._kernels.newton import CONVERGED, STATUS_MESSAGES, newton_fit
+from .._kernels.inference import minimize_into
+from .._kernels.newton import CONVERGED, STATUS_MESSAGES
 from ..errors import InvalidParameters
-from ..fit import FitResult, FixedLike, covariance_from_hessian, resolve_fixed
+from ..fit import FitResult, FixedLike, _bounds, covariance_from_hessian, resolve_fixed
 from ..model import FloatArray, Model
 from .results import TestStatResult
 
@@ -71,7 +72,7 @@ def setup(model: Model, init: Any = None, bounds: Any = None, fixed: FixedLike =
         msg = "the model has no parameter of interest (the measurement has no 'poi'); "
         raise InvalidParameters(msg + "a POI is required for profile-likelihood test statistics")
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
-    mask = resolve_fixed(model, fixed, x0)
+    mask = np.ascontiguousarray(resolve_fixed(model, fixed, x0))
     poi = int(model.poi_index)
     if mask[poi]:
         msg = (
@@ -80,14 +81,16 @@ def setup(model: Model, init: Any = None, bounds: Any = None, fixed: FixedLike =
         )
         raise InvalidParameters(msg)
     if bounds is None:
-        b = model.suggested_bounds()
+        # copies (upper_limit widens the POI's upper bound in place) of pyhf's suggested bounds
+        lo, up = _bounds(model, None)
+        lower, upper = lo.copy(), up.copy()
     else:
         b = np.asarray(bounds, dtype=np.float64)
         if b.shape != (model.n_params, 2) or np.any(b[:, 0] > b[:, 1]):
             msg = f"bounds must have shape ({model.n_params}, 2) with lower <= upper, got {b.shape}"
             raise InvalidParameters(msg)
-    lower = np.ascontiguousarray(b[:, 0], dtype=np.float64)
-    upper = np.ascontiguousarray(b[:, 1], dtype=np.float64)
+        lower = np.ascontiguousarray(b[:, 0], dtype=np.float64)
+        upper = np.ascontiguousarray(b[:, 1], dtype=np.float64)
     return FitSetup(model, x0, mask, lower, upper, poi)
 
 
@@ -133,28 +136,19 @@ class _Min:
 
 
 def minimize(s: FitSetup, data: FloatArray, x0: FloatArray, fixed: npt.NDArray[np.bool_]) -> _Min:
-    """One bounded Newton fit (retried once from its end point if it did not converge)."""
+    """One bounded Newton fit (retried once from its end point if it did not converge).
+
+    A fit that ends non-finite reports the start point, ``twice_nll`` = the largest float64,
+    a zero Hessian and status != converged (see :func:`histgym._kernels.inference.minimize_into`).
+    """
     n = s.model.n_params
     x = np.empty(n)
-    g = np.empty(n)
     h = np.empty((n, n))
     start = np.ascontiguousarray(x0, dtype=np.float64)
-    status, f, it, edm = newton_fit(
-        start, data, s.model.fbuf, s.model.ibuf, fixed, s.lower, s.upper, MAX_ITER, TOL, x, g, h
-    )
-    if status != CONVERGED and np.isfinite(f) and np.all(np.isfinite(x)):
-        x2 = np.empty(n)
-        status2, f2, it2, edm2 = newton_fit(
-            x.copy(), data, s.model.fbuf, s.model.ibuf, fixed, s.lower, s.upper,
-            MAX_ITER, TOL, x2, g, h,
-        )  # fmt: skip
-        if np.isfinite(f2) and f2 <= f:
-            x, status, f, it, edm = x2, status2, f2, it + it2, edm2
-    if not np.isfinite(f) or not np.all(np.isfinite(x)):
-        x = start.copy()
-        f = float(np.finfo(np.float64).max)
-        h = np.zeros((n, n))
-        edm = float(np.finfo(np.float64).max)
+    status, f, it, edm = minimize_into(
+        start, data, s.model.fbuf, s.model.ibuf, fixed, s.lower, s.upper, MAX_ITER, TOL,
+        x, np.empty(n), h, np.empty(n),
+    )  # fmt: skip
     return _Min(x, float(f), int(status), int(it), float(edm), h, fixed)
 
 
