@@ -20,9 +20,8 @@ from ._kernels.newton import (
     CONVERGED,
     SMALL,
     STATUS_MESSAGES,
-    covariance_summary,
+    fit_with_covariance,
     free_covariance,
-    newton_fit,
 )
 from .errors import FitWarning, InvalidParameters
 from .model import FloatArray, Model
@@ -164,27 +163,19 @@ def fit(
     lower, upper = _bounds(model, bounds)
     n = model.n_params
     x = np.empty(n)
-    g = np.empty(n)
-    h = np.empty((n, n))
     cov = np.empty((n, n))
-    args = (x0, d, model.fbuf, model.ibuf, mask, lower, upper, int(max_iter), float(tol), x, g, h)
-    if n <= SMALL:  # no LAPACK involved: skip the thread-limit context (it costs ~1 us)
-        status, f, n_iter, edm = newton_fit(*args)
-        if np.isfinite(f):
-            free_covariance(h, mask, cov)
-    else:
-        with _single_threaded_blas(n):
-            status, f, n_iter, edm = newton_fit(*args)
-            if np.isfinite(f):
-                free_covariance(h, mask, cov)
-    converged = status == CONVERGED
-    if not np.isfinite(f):  # non-finite at the start: report the start, no covariance
-        x = x0.copy()
-        f = float(np.finfo(float).max)
-        cov[:] = 0.0
     unc = np.empty(n)
     corr = np.empty((n, n))
-    covariance_summary(cov, unc, corr)
+    args = (x0, d, model.fbuf, model.ibuf, mask, lower, upper, int(max_iter), float(tol), x, cov,
+            unc, corr)  # fmt: skip
+    if n <= SMALL:  # no LAPACK involved: skip the thread-limit context (it costs ~1 us)
+        status, f, n_iter, edm = fit_with_covariance(*args)
+    else:
+        with _single_threaded_blas(n):
+            status, f, n_iter, edm = fit_with_covariance(*args)
+    converged = status == CONVERGED
+    if not np.isfinite(f):  # non-finite at the start: reported at the start, no covariance
+        f = float(np.finfo(float).max)
     if not converged and warn:
         warnings.warn(
             f"fit did not converge: {STATUS_MESSAGES[status]} (edm={edm:.3g}, "

@@ -17,7 +17,7 @@ import numpy as np
 from ._jit import jit
 from .layout import unpack
 from .likelihood import expected_main
-from .newton import CONVERGED, covariance_summary, free_covariance, newton_fit
+from .newton import CONVERGED, fit_with_covariance, newton_fit
 
 #: ``twice_nll`` reported for a fit that is not finite anywhere (as the Python layer).
 FMAX = float(np.finfo(np.float64).max)
@@ -239,17 +239,10 @@ def ranking_fits(
     x2 = np.empty(n)
     ok = True
     if do_fit:
-        status, f, _, _ = newton_fit(
-            init, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, best, g, h
-        )
-        if np.isfinite(f):
-            free_covariance(h, fixed, cov)
-        else:
-            for i in range(n):
-                best[i] = init[i]
-            cov[:, :] = 0.0
         corr = np.empty((n, n))
-        covariance_summary(cov, unc, corr)
+        status, _, _, _ = fit_with_covariance(
+            init, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, best, cov, unc, corr
+        )
         ok = status == CONVERGED
     idx = np.empty(n, dtype=np.int64)
     r = 0

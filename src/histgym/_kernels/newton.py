@@ -143,6 +143,33 @@ def covariance_summary(cov, unc, corr):
 
 
 @jit
+def fit_with_covariance(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, cov,
+                        unc, corr):
+    """:func:`newton_fit`, then the covariance of the free parameters, the uncertainties and
+    the correlation matrix at the minimum, in one call.
+
+    Writes ``x`` [n_pars], ``cov`` and ``corr`` [n_pars, n_pars] and ``unc`` [n_pars].  A fit
+    whose start is not finite reports the start and a zero covariance.
+
+    Returns:
+        (status, twice_nll at x, iterations, edm), as :func:`newton_fit`.
+    """
+    n = pars0.shape[0]
+    g = np.empty(n)
+    h = np.empty((n, n))
+    status, f, it, edm = newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
+                                    x, g, h)
+    if np.isfinite(f):
+        free_covariance(h, fixed, cov)
+    else:
+        for i in range(n):
+            x[i] = pars0[i]
+        cov[:, :] = 0.0
+    covariance_summary(cov, unc, corr)
+    return status, f, it, edm
+
+
+@jit
 def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, grad, hess):
     """Minimise -2 ln L over the free parameters.
 
