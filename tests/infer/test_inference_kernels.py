@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 from _shared import shared_data_dir
+from scipy.special import log_ndtr, ndtr
 
 import histgym
 from histgym import infer
 from histgym._kernels.inference import expected_data_into
 from histgym._kernels.newton import CONVERGED, newton_fit
-from histgym.infer.asymptotics import N_SIGMA, AsymptoticCalculator, _log_ratio_cls
+from histgym.infer.asymptotics import N_SIGMA, AsymptoticCalculator
 from histgym.infer.teststats import (
     MAX_ITER,
     TOL,
@@ -24,6 +25,14 @@ from histgym.infer.teststats import (
     tmu_like,
 )
 from histgym.interpret import _ranking_batched, _ranking_serial
+
+
+def _log_ratio_cls(t: float, sqrtqa: float) -> tuple[float, float, float]:
+    """Scalar reference: (CLsb, CLb, CLs) for a test statistic ``t`` in mu_hat/sigma space."""
+    clsb = float(ndtr(-(t + sqrtqa)))
+    clb = float(ndtr(-t))
+    cls = float(math.exp(min(0.0, float(log_ndtr(-(t + sqrtqa)) - log_ndtr(-t)))))
+    return clsb, clb, cls
 
 SMALL_WORKSPACES = (
     "histfactory_ShapeSys_example",

@@ -74,25 +74,19 @@ def _clip(q: float, poi_hat: float, mu: float, test_stat: str) -> float:
     return 0.0 if poi_hat > mu else q
 
 
-def _log_ratio_cls(t: float, sqrtqa: float) -> tuple[float, float, float]:
-    """(CLsb, CLb, CLs) for a test statistic ``t`` in mu_hat/sigma space."""
-    clsb = float(ndtr(-(t + sqrtqa)))
-    clb = float(ndtr(-t))
-    cls = float(math.exp(min(0.0, float(log_ndtr(-(t + sqrtqa)) - log_ndtr(-t)))))
-    return clsb, clb, cls
-
-
 _LOG_NDTR_NS = [float(v) for v in log_ndtr(-np.array(N_SIGMA))]  # log CLb of the band
 
 
 def _cls_and_band(
     t: float, sqrtqa: float, q0: bool
 ) -> tuple[float, float, float, list[float]]:
-    """:func:`_log_ratio_cls` at ``t`` and at every ``n`` of ``N_SIGMA`` (the expected band:
-    CLs, or CLsb for ``q0``), with one vectorised call of ``ndtr`` and of ``log_ndtr``.
+    """(CLsb, CLb, CLs) for a test statistic ``t`` in mu_hat/sigma space, and the same at
+    every ``n`` of ``N_SIGMA`` (the expected band: CLs, or CLsb for ``q0``), with one
+    vectorised call of ``ndtr`` and of ``log_ndtr``.  CLs is a ratio of log tail
+    probabilities (never NaN).
 
     Returns:
-        (CLsb, CLb, CLs, band [5]); the same numbers as the scalar :func:`_log_ratio_cls`.
+        (CLsb, CLb, CLs, band [5]).
     """
     z = np.array([-(t + sqrtqa), -t] + [-(n + sqrtqa) for n in N_SIGMA])
     nd = ndtr(z).tolist()
