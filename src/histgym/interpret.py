@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels.inference import ranking_fits
+from ._kernels.inference import ranking_fits, refit_start
 from ._kernels.newton import CONVERGED, newton_fit_batch
 from .errors import InvalidParameters, UnknownName, did_you_mean
 from .fit import FitResult, FixedLike, fit
@@ -153,6 +153,7 @@ def _ranking_batched(
         )
     best = fit_result.bestfit
     unc = fit_result.uncertainty
+    cov = np.ascontiguousarray(fit_result.covariance, dtype=np.float64)
     prior = prior_widths(model)
     prior[s.fixed] = 0.0
     centre = model.suggested_init()
@@ -165,8 +166,8 @@ def _ranking_batched(
         ):
             if val == best[i]:
                 continue
-            p0 = best.copy()
-            p0[i] = val
+            p0 = np.empty(n_par)
+            refit_start(best, cov, s.fixed, s.lower, s.upper, i, float(val), p0)
             m = s.fixed.copy()
             m[i] = True
             rows_p.append(p0)
