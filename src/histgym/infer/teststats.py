@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._kernels.inference import minimize_into
-from .._kernels.newton import CONVERGED, STATUS_MESSAGES
+from .._kernels.newton import CONVERGED, STATUS_MESSAGES, covariance_summary
 from ..errors import InvalidParameters
 from ..fit import FitResult, FixedLike, _bounds, covariance_from_hessian, resolve_fixed
 from ..model import FloatArray, Model
@@ -114,11 +114,9 @@ class _Min:
         n = self.x.size
         h = self.hess
         cov = covariance_from_hessian(h, self.fixed) if np.all(np.isfinite(h)) else np.zeros((n, n))
-        unc = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = cov / np.outer(unc, unc)
-        corr[~np.isfinite(corr)] = 0.0
-        np.fill_diagonal(corr, 1.0)
+        unc = np.empty(n)
+        corr = np.empty((n, n))
+        covariance_summary(cov, unc, corr)  # as histgym.fit.fit
         return FitResult(
             bestfit=self.x.copy(),
             uncertainty=unc,
