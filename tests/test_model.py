@@ -280,6 +280,9 @@ def test_bad_inputs_to_likelihood_are_named(seed_model):
         m.twice_nll([1.0, 0.0, 0.0])
     with pytest.raises(histgym.InvalidParameters, match="non-finite"):
         m.twice_nll([np.nan, 0.0])
+    for bad in ([np.inf, 0.0], [0.0, -np.inf]):  # +-inf would otherwise give an inf likelihood
+        with pytest.raises(histgym.InvalidParameters, match="non-finite"):
+            m.nll(bad)
     with pytest.raises(histgym.InvalidData, match="main bins only"):
         m.twice_nll([1.0, 0.0], m.observed_data()[:8])
     with pytest.raises(histgym.InvalidData, match="expects"):

@@ -8,6 +8,7 @@ main bins (pyhf's channel order) followed by auxdata (pyhf's order).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -218,24 +219,22 @@ class Model:
         """-2 ln L, equal to ``-2 * pyhf_model.logpdf(pars, data)`` (all constants included).
 
         ``+inf`` where a bin with data has a non-positive expected yield (pyhf: NaN).
+
+        Raises:
+            InvalidParameters: ``pars`` has the wrong shape or non-finite values.
+            InvalidData: ``data`` has the wrong shape, NaN or negative main bins.
         """
         p = np.ascontiguousarray(pars, dtype=np.float64)
         if p.shape != (self.n_params,):
             self.check_pars(p)  # raises with the expected shape
         value = float(twice_nll(p, self.check_data(data), self.fbuf, self.ibuf))
-        if value != value:  # NaN only comes from non-finite input: say which
+        if not math.isfinite(value):  # validate only here: non-finite pars make it inf or NaN
             self.check_pars(p)
         return value
 
     def nll(self, pars: Any, data: Any = None) -> float:
-        """-ln L, equal to ``-pyhf_model.logpdf(pars, data)``."""
-        p = np.ascontiguousarray(pars, dtype=np.float64)
-        if p.shape != (self.n_params,):
-            self.check_pars(p)
-        value = 0.5 * twice_nll(p, self.check_data(data), self.fbuf, self.ibuf)
-        if value != value:
-            self.check_pars(p)
-        return float(value)
+        """-ln L, equal to ``-pyhf_model.logpdf(pars, data)``; see :meth:`twice_nll`."""
+        return 0.5 * self.twice_nll(pars, data)
 
     def grad_nll(self, pars: Any, data: Any = None) -> FloatArray:
         """Exact gradient of -ln L with respect to ``pars`` (float64 [n_params])."""
