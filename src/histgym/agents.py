@@ -85,9 +85,7 @@ def run_episode(env: Any, policy: Policy, *, seed: int | None = None) -> tuple[f
     Returns:
         The undiscounted return (sum of rewards) and the ``info`` of the last step.
     """
-    obs, info = env.reset(seed=seed)
-    if seed is not None:
-        env.action_space.seed(seed)
+    obs, info = env.reset(seed=seed)  # histgym's reset(seed) seeds the action space too
     total = 0.0
     done = False
     while not done:
