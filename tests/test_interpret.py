@@ -22,22 +22,11 @@ SHARED = Path(
 
 def _workspaces() -> list:
     out = [pytest.param(histgym.example_workspace(), id="seed")]
-    p = SHARED / "workspaces" / "histfactory_standard_example_GaussExample.json"
-    out.append(
-        pytest.param(
-            str(p),
-            id="GaussExample",
-            marks=pytest.mark.skipif(not p.is_file(), reason="no shared data"),
-        )
-    )
-    p = SHARED / "workspaces" / "histfactory_ShapeSys_example.json"
-    out.append(
-        pytest.param(
-            str(p),
-            id="ShapeSys",
-            marks=pytest.mark.skipif(not p.is_file(), reason="no shared data"),
-        )
-    )
+    for ident, stem in (("GaussExample", "histfactory_standard_example_GaussExample"),
+                        ("ShapeSys", "histfactory_ShapeSys_example")):  # fmt: skip
+        p = SHARED / "workspaces" / f"{stem}.json"
+        skip = pytest.mark.skipif(not p.is_file(), reason="no shared data")
+        out.append(pytest.param(str(p), id=ident, marks=skip))
     return out
 
 

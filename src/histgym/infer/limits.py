@@ -84,7 +84,9 @@ def upper_limit(
             exp_cache[mu] = calc._expected_band(mu)
         return exp_cache[mu][k] - alpha
 
-    def bracket(f: Any, a: float, b: float, cache: dict[float, Any], *args: Any) -> tuple[float, float]:
+    def bracket(
+        f: Any, a: float, b: float, cache: dict[float, Any], *args: Any
+    ) -> tuple[float, float]:
         """Narrow [a, b] (f(a) > 0 >= f(b)) to the first sign change among cached points."""
         for mu in sorted(cache):
             if a < mu < b:
@@ -121,7 +123,7 @@ def upper_limit(
             brentq(f, a, b, args=args, xtol=xtol, rtol=4 * np.finfo(float).eps, maxiter=200)
         )
 
-    obs = solve(lambda mu: f_obs(mu), obs_cache)
+    obs = solve(f_obs, obs_cache)
     exp = tuple(solve(f_exp, exp_cache, k) for k in range(5))
     return LimitResult(
         obs=obs,
