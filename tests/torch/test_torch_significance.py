@@ -66,7 +66,8 @@ CASES = [(m, d) for m in METRICS for d in ("asimov", "observed")]
 
 def _sig(ws: dict[str, Any], metric: str, data: str, **kw: Any) -> Significance:
     kw.setdefault("mu_test", MU_TEST[data])
-    return Significance(ws, channel="SR", sample="signal", metric=metric, data=data, **kw)
+    kw.setdefault("sample", "signal")
+    return Significance(ws, channel="SR", metric=metric, data=data, **kw)
 
 
 def _yields(rng: np.random.Generator, base: np.ndarray, n: int) -> np.ndarray:
@@ -310,3 +311,49 @@ def test_core_never_imports_torch_and_missing_torch_names_the_extra():
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError") and 'pip install "histgym[torch]"' in last
+
+
+# ---------------------------------------------------------------------------- several samples
+def _no_staterror_ws() -> dict[str, Any]:
+    ws = synth_ws()
+    for ch in ws["channels"]:
+        for s in ch["samples"]:
+            s["modifiers"] = [m for m in s["modifiers"] if m["type"] != "staterror"]
+    return ws
+
+
+@pytest.mark.parametrize("metric, data", [("z0", "asimov"), ("qmu", "observed"),
+                                          ("cls", "asimov")])
+def test_several_samples_values_pyhf_and_gradcheck(metric, data):
+    ws = _no_staterror_ws()
+    sig = _sig(ws, metric, data, sample=["signal", "background"], mle_tol=1e-12)
+    s0, b0 = sig.nominals
+    ys = s0 * torch.linspace(0.7, 1.4, 3, dtype=torch.float64)
+    yb = b0 * torch.linspace(1.2, 0.9, 3, dtype=torch.float64)
+    value = sig(ys, yb).item()
+    ref = _pyhf_value(sig.workspace(ys, yb), metric, data, sig.mu_test)
+    assert value == pytest.approx(ref, rel=1e-6, abs=1e-5) and value != 0.0
+    a = torch.stack([ys, ys * 1.1]).requires_grad_(True)
+    b = torch.stack([yb, yb * 0.95]).requires_grad_(True)
+    assert torch.autograd.gradcheck(sig, (a, b), eps=1e-6, atol=1e-6, rtol=1e-4)
+    # the first sample's gradient is the single-sample module's (same kernel pass)
+    v2 = sig(a, b)
+    v2.sum().backward()
+    wsb = sig.workspace(ys, yb)
+    one = _sig(wsb, metric, data, mle_tol=1e-12)
+    y1 = ys.clone().requires_grad_(True)
+    one(y1).backward()
+    np.testing.assert_allclose(a.grad[0].numpy(), y1.grad.numpy(), rtol=1e-7, atol=1e-10)
+
+
+def test_several_samples_errors():
+    with pytest.raises(InvalidParameters, match="staterror"):
+        Significance(synth_ws(), channel="SR", sample=["signal", "background"])
+    sig = Significance(_no_staterror_ws(), channel="SR", sample=["signal", "background"])
+    s0, b0 = sig.nominals
+    with pytest.raises(InvalidParameters, match="one per sample"):
+        sig(s0)
+    with pytest.raises(InvalidParameters, match="expected those of 'signal'"):
+        sig(s0, b0.float())
+    with pytest.raises(InvalidParameters, match="twice"):
+        Significance(synth_ws(), channel="SR", sample=["signal", "signal"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from scipy.special import ndtr
 from torch.autograd.function import once_differentiable
 
 from .._kernels import env_step as K
+from .._kernels.samples import set_yields_batch
 from ..envs import core
 from ..errors import FitWarning, HistgymError, InvalidParameters, UnknownName, did_you_mean
 from ..fit import fixed_poi_fit
@@ -48,6 +50,7 @@ class Significance(torch.nn.Module):
     """Differentiable profile-likelihood metric of one sample's yields.
 
     ``forward(yields)`` maps float ``[n_bins]`` to a scalar or ``[B, n_bins]`` to ``[B]``,
+    (``forward(y_1, ..., y_k)`` when ``sample`` lists k samples),
     in the input's dtype (float32 or float64; the kernels compute in float64) and on its
     device (the computation runs on the CPU). The value is exactly the histogram
     environment's ``info["value"]`` for the same workspace, channel, sample, ``data``,
@@ -95,7 +98,12 @@ class Significance(torch.nn.Module):
     Args:
         workspace: dict, JSON text, path or ``pyhf.Workspace``.
         channel: channel of the controlled sample.
-        sample: the controlled sample (its yields are the forward's input).
+        sample: the controlled sample (its yields are the forward's input), or a list of
+            samples of the channel, all controlled (``forward`` then takes one tensor per
+            sample, in that order, and returns the gradient for each; none of them may carry
+            a staterror). With several samples (e.g. every histogram of a classifier-based
+            analysis) the extra gradients come from one more warm-started kernel pass per
+            sample at the same optima.
         metric: one of :data:`METRICS`, defaults to ``"z0"``.
         data: ``"asimov"`` (default) or ``"observed"``.
         mu_test: tested POI of ``qmu``, ``zmu`` and ``cls``, defaults to 5.0 (the
@@ -130,7 +138,7 @@ class Significance(torch.nn.Module):
         workspace: Any,
         *,
         channel: str,
-        sample: str,
+        sample: str | Sequence[str],
         metric: str = "z0",
         data: str = "asimov",
         mu_test: float = 5.0,
@@ -146,28 +154,42 @@ class Significance(torch.nn.Module):
             raise UnknownName(msg + did_you_mean(str(metric), METRICS))
         if parallel not in (None, True, False):
             raise ValueError(f"parallel must be None, True or False, got {parallel!r}")
+        samples = (sample,) if isinstance(sample, str) else tuple(sample)
+        if not samples or not all(isinstance(s, str) for s in samples):
+            raise InvalidParameters(f"sample must be a name or a list of names, got {sample!r}")
+        if len(set(samples)) != len(samples):
+            raise InvalidParameters(f"sample lists a name twice: {list(samples)}")
         cls = metric == "cls"
-        params = core.build_params(
-            workspace, channel=channel, sample=sample, reward_metric=_ENV_METRIC[metric],
-            mu_test=mu_test, clip_min=clip_min, clip_max=clip_max, mle_max_iter=mle_max_iter,
-            mle_tol=mle_tol, data="asimov" if cls else data, return_gradient=True,
-        )
-        if cls:
-            params = _background_asimov(params, data)
+        spec = core.load_workspace(workspace)
+        plist = []
+        for name in samples:
+            p = core.build_params(
+                spec, channel=channel, sample=name, reward_metric=_ENV_METRIC[metric],
+                mu_test=mu_test, clip_min=clip_min, clip_max=clip_max,
+                mle_max_iter=mle_max_iter, mle_tol=mle_tol, data="asimov" if cls else data,
+                return_gradient=True,
+            )
+            if len(samples) > 1 and _n_staterror(p) > 0:
+                raise InvalidParameters(
+                    f"sample {name!r} carries a staterror: controlling several samples needs "
+                    f"samples without staterror (their combined widths would be stale)"
+                )
+            plist.append(_background_asimov(p, data) if cls else p)
         self.metric = metric
         self.data = data
         self.channel = channel
-        self.sample = sample
+        self.sample = samples[0] if len(samples) == 1 else samples
+        self.samples = samples
         self.mu_test = float(mu_test)
         self.parallel = parallel
-        self._params = params
-        ny, nf, nd, npar = params.sizes
+        self._plist = plist
+        self._params = plist[0]
+        ny, nf, nd, npar = plist[0].sizes
         self._ny = ny
-        self._row = params.new_state(1).S[0].copy()
+        self._row = plist[0].new_state(1).S[0].copy()
         self._off_out = ny + nf + nd + 2 * npar
         self._off_grad = self._off_out + K.N_OUT
-        self._q_grad = params.Q.copy()
-        self._q_nograd = params.Q.copy()
+        self._q_nograd = plist[0].Q.copy()
         self._q_nograd[K.Q_HEAD + K.CI_GRAD] = 0
         self._clip = (float(clip_min), float(clip_max))
         self.last_fit_ok: npt.NDArray[np.bool_] = np.ones(0, dtype=bool)
@@ -181,99 +203,163 @@ class Significance(torch.nn.Module):
 
     @property
     def nominal(self) -> torch.Tensor:
-        """The sample's nominal yields in the workspace (float64 [n_bins], a new tensor)."""
+        """The (first) sample's nominal yields in the workspace (float64 [n_bins], a copy)."""
         return torch.from_numpy(self._params.base_yields.copy())
+
+    @property
+    def nominals(self) -> tuple[torch.Tensor, ...]:
+        """Every controlled sample's nominal yields (float64 [n_bins] each, copies)."""
+        return tuple(torch.from_numpy(p.base_yields.copy()) for p in self._plist)
 
     def extra_repr(self) -> str:
         return (f"channel={self.channel!r}, sample={self.sample!r}, metric={self.metric!r}, "
                 f"data={self.data!r}, mu_test={self.mu_test}, n_bins={self._ny}")
 
-    def workspace(self, yields: Any) -> dict[str, Any]:
-        """The workspace with the sample's yields replaced (modifiers kept relative).
+    def workspace(self, *yields: Any) -> dict[str, Any]:
+        """The workspace with the samples' yields replaced (modifiers kept relative).
 
         Args:
-            yields: float [n_bins] (tensor or array).
+            *yields: float [n_bins] (tensor or array), one per controlled sample.
 
         Returns:
             A pyhf workspace dict; for ``data="asimov"`` its observations are unchanged
             (build the Asimov data set from it as the environment does).
         """
-        if isinstance(yields, torch.Tensor):
-            yields = yields.detach().cpu().double().numpy()
-        y = core.check_yields(self._params, yields)
-        return core.workspace_with_yields(self._params, y)
+        if len(yields) != len(self._plist):
+            raise InvalidParameters(
+                f"workspace() takes one yield vector per sample {list(self.samples)}, "
+                f"got {len(yields)}"
+            )
+        spec = self._params.spec
+        for p, y in zip(self._plist, yields):
+            if isinstance(y, torch.Tensor):
+                y = y.detach().cpu().double().numpy()
+            p = dataclasses.replace(p, spec=spec)
+            spec = core.workspace_with_yields(p, core.check_yields(p, y))
+        return spec
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, yields: Any, *, gradient: bool = True) -> tuple[FloatArray, FloatArray]:
-        """The metric and its gradient for each row of ``yields``, without autograd.
+    def evaluate(self, *yields: Any, gradient: bool = True) -> tuple[FloatArray, ...]:
+        """The metric and its gradients for each row of the yields, without autograd.
 
         Args:
-            yields: float64 [B, n_bins] array (finite, >= 0).
-            gradient: compute the gradient (else it is returned as zeros).
+            *yields: float64 [B, n_bins] arrays (finite, >= 0), one per controlled sample.
+            gradient: compute the gradients (else they are returned as zeros).
 
         Returns:
-            ``(value [B], d value / d yields [B, n_bins])``, float64.
+            ``(value [B], d value / d yields [B, n_bins] per sample...)``, float64.
         """
-        y = np.asarray(yields, dtype=np.float64)
-        if y.ndim != 2 or y.shape[1] != self._ny:
-            raise InvalidParameters(
-                f"yields of {self.sample!r} have shape {y.shape}; expected (B, {self._ny})"
-            )
-        _check_values(y, self.sample)
-        return self._evaluate(y, gradient)
+        _check_count(self, yields)
+        ys = []
+        for name, y in zip(self.samples, yields):
+            y = np.asarray(y, dtype=np.float64)
+            if y.ndim != 2 or y.shape[1] != self._ny:
+                raise InvalidParameters(
+                    f"yields of {name!r} have shape {y.shape}; expected (B, {self._ny})"
+                )
+            _check_values(y, name)
+            ys.append(y)
+        if len({y.shape for y in ys}) != 1:
+            raise InvalidParameters(f"yields have different shapes {[y.shape for y in ys]}")
+        return self._evaluate(ys, gradient)
 
-    def _evaluate(self, y: FloatArray, gradient: bool) -> tuple[FloatArray, FloatArray]:
-        b = y.shape[0]
-        p = self._params
+    def _evaluate(self, ys: list[FloatArray], gradient: bool) -> tuple[FloatArray, ...]:
+        b = ys[0].shape[0]
+        p0 = self._params
+        ibuf = p0.ibuf
+        lo, hi = self._clip
+        ys = [np.clip(y, lo, hi) for y in ys]
         S = np.empty((b, self._row.size))
         S[:] = self._row
-        np.clip(y, self._clip[0], self._clip[1], out=S[:, : self._ny])
+        for p, y in zip(self._plist[1:], ys[1:]):
+            set_yields_batch(S, p.P, p.Q, ibuf, y)
+        S[:, : self._ny] = ys[0]
         mask = np.ones(b, dtype=np.bool_)
         par = self.parallel if self.parallel is not None else b >= PARALLEL_MIN_BATCH
-        run = K.env_reset_batch if par else K.env_reset_batch_serial
-        run(mask, S, p.P, self._q_grad if gradient else self._q_nograd, p.ibuf)
+        reset = K.env_reset_batch if par else K.env_reset_batch_serial
+        reset(mask, S, p0.P, p0.Q if gradient else self._q_nograd, ibuf)
         out = S[:, self._off_out : self._off_out + K.N_OUT]
+        gslot = slice(self._off_grad, self._off_grad + self._ny)
         value = out[:, K.O_VALUE].copy()
-        grad = S[:, self._off_grad : self._off_grad + self._ny].copy()
-        self.last_fit_ok = out[:, K.O_OK] == 1.0
+        ok = out[:, K.O_OK] == 1.0
         self.last_mu_hat = out[:, K.O_MUHAT].copy()
+        grads = [S[:, gslot].copy()]
+        if gradient and len(ys) > 1:
+            # the other samples' gradients at the same optima: a step with a zero action
+            # from the converged fits (warm start: the Newton fits stop at once)
+            step = K.env_step_batch if par else K.env_step_batch_serial
+            zeros = np.zeros((b, self._ny))
+            bad = np.zeros(b, dtype=np.int64)
+            for p, y in zip(self._plist[1:], ys[1:]):
+                S[:, : self._ny] = y
+                step(mask, zeros, S, p.P, p.Q, ibuf, bad)
+                ok &= out[:, K.O_OK] == 1.0
+                grads.append(S[:, gslot].copy())
+            for g in grads:
+                g[~ok] = 0.0
+        elif not gradient:
+            grads += [np.zeros_like(grads[0]) for _ in ys[1:]]
+        self.last_fit_ok = ok
         if self.metric == "cls":
             # value = -sqrt(q_A); CLs = 2 Phi(-sqrt(q_A)); dCLs/dy = 2 phi(value) dvalue/dy
             dens = np.exp(-0.5 * value * value) * (2.0 / math.sqrt(2.0 * math.pi))
-            grad *= dens[:, None]
+            for g in grads:
+                g *= dens[:, None]
             value = 2.0 * ndtr(value)
-        if not self.last_fit_ok.all():
-            rows = np.flatnonzero(~self.last_fit_ok)[:5].tolist()
+        if not ok.all():
+            rows = np.flatnonzero(~ok)[:5].tolist()
             warnings.warn(
                 f"Significance({self.metric!r}): a fit did not converge for rows {rows}; "
                 "their value is the kernel's fallback and their gradient 0",
                 FitWarning, stacklevel=3,
             )
-        return value, grad
+        return (value, *grads)
 
-    def forward(self, yields: torch.Tensor) -> torch.Tensor:
-        """Metric of ``yields`` (float [n_bins] -> scalar, [B, n_bins] -> [B])."""
-        if not isinstance(yields, torch.Tensor):
-            raise InvalidTensor(
-                f"yields must be a torch.Tensor, got {type(yields).__name__}"
-            )
-        if yields.dtype not in _DTYPES:
-            raise InvalidTensor(
-                f"yields have dtype {yields.dtype}; expected torch.float32 or torch.float64"
-            )
-        if yields.dim() == 1:
-            if yields.shape[0] != self._ny:
+    def forward(self, *yields: torch.Tensor) -> torch.Tensor:
+        """Metric of the yields: one tensor per controlled sample, each float [n_bins]
+        (-> scalar) or [B, n_bins] (-> [B]), all of the same shape and dtype."""
+        _check_count(self, yields)
+        first = None
+        for name, y in zip(self.samples, yields):
+            if not isinstance(y, torch.Tensor):
+                raise InvalidTensor(f"yields of {name!r} must be a torch.Tensor, "
+                                    f"got {type(y).__name__}")
+            if y.dtype not in _DTYPES:
+                raise InvalidTensor(
+                    f"yields of {name!r} have dtype {y.dtype}; expected torch.float32 or "
+                    "torch.float64"
+                )
+            if y.dim() not in (1, 2) or y.shape[-1] != self._ny:
                 raise InvalidParameters(
-                    f"yields of {self.sample!r} have shape {tuple(yields.shape)}; "
+                    f"yields of {name!r} have shape {tuple(y.shape)}; "
                     f"expected ({self._ny},) or (B, {self._ny})"
                 )
-            return _MetricFunction.apply(yields.unsqueeze(0), self)[0]  # type: ignore[no-any-return]
-        if yields.dim() != 2 or yields.shape[1] != self._ny:
-            raise InvalidParameters(
-                f"yields of {self.sample!r} have shape {tuple(yields.shape)}; "
-                f"expected ({self._ny},) or (B, {self._ny})"
-            )
-        return _MetricFunction.apply(yields, self)  # type: ignore[no-any-return]
+            if first is None:
+                first = y
+            elif y.shape != first.shape or y.dtype != first.dtype:
+                raise InvalidParameters(
+                    f"yields of {name!r} have shape {tuple(y.shape)} and dtype {y.dtype}; "
+                    f"expected those of {self.samples[0]!r}: {tuple(first.shape)}, {first.dtype}"
+                )
+        assert first is not None
+        if first.dim() == 1:
+            out = _MetricFunction.apply(self, *(y.unsqueeze(0) for y in yields))
+            return out[0]  # type: ignore[no-any-return]
+        return _MetricFunction.apply(self, *yields)  # type: ignore[no-any-return]
+
+
+def _check_count(module: Significance, ys: Sequence[Any]) -> None:
+    if len(ys) != len(module.samples):
+        raise InvalidParameters(
+            f"expected {len(module.samples)} yield tensor(s), one per sample "
+            f"{list(module.samples)}; got {len(ys)}"
+        )
+
+
+def _n_staterror(params: core.EnvParams) -> int:
+    nci = int(params.Q[4])
+    o = K.Q_HEAD + K.N_CFG_I
+    return int(params.Q[o : o + nci][2]) if nci > 2 else 0
 
 
 def _check_values(y: FloatArray, sample: str) -> None:
@@ -286,24 +372,29 @@ def _check_values(y: FloatArray, sample: str) -> None:
 
 
 class _MetricFunction(torch.autograd.Function):
-    """Autograd function: yields [B, n_bins] -> metric [B], gradient from the kernel."""
+    """Autograd function: yields [B, n_bins] per sample -> metric [B], gradients from the
+    kernel."""
 
     @staticmethod
-    def forward(ctx: Any, yields: torch.Tensor, module: Significance) -> torch.Tensor:  # type: ignore[override]
-        y = yields.detach().to(device="cpu", dtype=torch.float64).numpy()
-        _check_values(y, module.sample)
-        want = bool(ctx.needs_input_grad[0])
-        value, grad = module._evaluate(y, want)
+    def forward(ctx: Any, module: Significance, *yields: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ys = []
+        for name, y in zip(module.samples, yields):
+            a = y.detach().to(device="cpu", dtype=torch.float64).numpy()
+            _check_values(a, name)
+            ys.append(a)
+        want = any(ctx.needs_input_grad[1:])
+        value, *grads = module._evaluate(ys, want)
+        y0 = yields[0]
         if want:
-            ctx.save_for_backward(torch.from_numpy(grad).to(dtype=yields.dtype,
-                                                            device=yields.device))
-        return torch.from_numpy(value).to(dtype=yields.dtype, device=yields.device)
+            ctx.save_for_backward(*(torch.from_numpy(g).to(dtype=y0.dtype, device=y0.device)
+                                    for g in grads))
+        return torch.from_numpy(value).to(dtype=y0.dtype, device=y0.device)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (g,) = ctx.saved_tensors
-        return grad_output.unsqueeze(-1) * g, None
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        go = grad_output.unsqueeze(-1)
+        return (None, *(go * g for g in ctx.saved_tensors))
 
 
 def _background_asimov(params: core.EnvParams, data: str) -> core.EnvParams:
