@@ -116,7 +116,8 @@ def test_values_and_gradients_equal_the_environment(metric, data):
     v = sig(y)
     v.sum().backward()
     env = make_histfactory_env(ws, channel="SR", sample="signal", reward_metric=metric,
-                               data=data, mu_test=MU_TEST[data], return_gradient=True)
+                               data=data, mu_test=MU_TEST[data], return_gradient=True,
+                               mle_tol=1e-10)
     for i, row in enumerate(rows):
         _, info = env.reset(options={"yields": row})
         assert info["fit_ok"]

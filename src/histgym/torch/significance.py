@@ -54,7 +54,7 @@ class Significance(torch.nn.Module):
     in the input's dtype (float32 or float64; the kernels compute in float64) and on its
     device (the computation runs on the CPU). The value is exactly the histogram
     environment's ``info["value"]`` for the same workspace, channel, sample, ``data``,
-    ``mu_test`` and yields (a fresh ``reset(options={"yields": y})``); it is **not**
+    ``mu_test``, ``mle_tol`` and yields (a fresh ``reset(options={"yields": y})``); it is **not**
     negated: maximise it, e.g. ``loss = -sig(yields)``.
 
     | ``metric`` | value | grows with sensitivity |
@@ -87,7 +87,10 @@ class Significance(torch.nn.Module):
     (``mu_hat < 0`` for q0/z0, ``mu_hat > mu_test`` for qmu/zmu/cls, or ``q = 0``) the
     returned gradient is 0: the derivative on the clipped side, a valid subgradient of
     ``max(0, .)`` (for z0 and zmu, whose one-sided derivative diverges like ``1/sqrt(q)``
-    as ``q -> 0+``, it is the finite choice; never NaN). At a POI at its bound (e.g.
+    as ``q -> 0+``, it is the finite choice; never NaN). A fitted POI exactly at the tested
+    value (e.g. ``mu_hat = 0`` at the POI's lower bound for q0) also gives q = 0 and a zero
+    gradient: both fits then solve the same problem, and the difference of the two minima
+    that the kernel returns there is round-off (the environment reports it as it is). At a POI at its bound (e.g.
     ``mu_hat = 0`` with the POI bounded below at 0) the envelope theorem holds with the
     bound active, and the gradient is exact. Yields are clipped to ``[clip_min, clip_max]``
     before the evaluation and the gradient is passed through unchanged (it is the
@@ -111,8 +114,9 @@ class Significance(torch.nn.Module):
         clip_min, clip_max: yield range, defaults to 1e-12 and 1e12.
         mle_max_iter: Newton iterations per fit, defaults to 200.
         mle_tol: fit tolerance (estimated distance to minimum, -ln L units), defaults to
-            1e-6; Newton converges quadratically, so values agree with tight pyhf fits to
-            ~1e-8 (use 1e-10 for finite-difference checks).
+            1e-10, tighter than the environment's 1e-6: the envelope gradient is accurate to
+            about ``sqrt(mle_tol)`` relative to the parameter uncertainties (the value to
+            ``mle_tol``); Newton converges quadratically, so this costs about one iteration.
         parallel: run the batch in numba threads; defaults to None (threads for batches of
             at least :data:`PARALLEL_MIN_BATCH` rows).
 
@@ -145,7 +149,7 @@ class Significance(torch.nn.Module):
         clip_min: float = 1e-12,
         clip_max: float = 1e12,
         mle_max_iter: int = 200,
-        mle_tol: float = 1e-6,
+        mle_tol: float = 1e-10,
         parallel: bool | None = None,
     ) -> None:
         super().__init__()
@@ -268,12 +272,13 @@ class Significance(torch.nn.Module):
         p0 = self._params
         ibuf = p0.ibuf
         lo, hi = self._clip
-        ys = [np.clip(y, lo, hi) for y in ys]
         S = np.empty((b, self._row.size))
         S[:] = self._row
-        for p, y in zip(self._plist[1:], ys[1:]):
-            set_yields_batch(S, p.P, p.Q, ibuf, y)
-        S[:, : self._ny] = ys[0]
+        if len(ys) > 1:
+            ys = [np.clip(y, lo, hi) for y in ys]
+            for p, y in zip(self._plist[1:], ys[1:]):
+                set_yields_batch(S, p.P, p.Q, ibuf, y)
+        np.clip(ys[0], lo, hi, out=S[:, : self._ny])
         mask = np.ones(b, dtype=np.bool_)
         par = self.parallel if self.parallel is not None else b >= PARALLEL_MIN_BATCH
         reset = K.env_reset_batch if par else K.env_reset_batch_serial
@@ -300,6 +305,14 @@ class Significance(torch.nn.Module):
         elif not gradient:
             grads += [np.zeros_like(grads[0]) for _ in ys[1:]]
         self.last_fit_ok = ok
+        # At mu_hat == tested POI both fits solve the same problem: q is 0 exactly, and the
+        # kernel's difference of the two minima is round-off (amplified by sqrt and 1/sqrt)
+        mh = self.last_mu_hat
+        clipped = mh <= 0.0 if self.metric in ("z0", "q0") else mh >= self.mu_test
+        if clipped.any():
+            value[clipped] = 0.0
+            for g in grads:
+                g[clipped] = 0.0
         if self.metric == "cls":
             # value = -sqrt(q_A); CLs = 2 Phi(-sqrt(q_A)); dCLs/dy = 2 phi(value) dvalue/dy
             dens = np.exp(-0.5 * value * value) * (2.0 / math.sqrt(2.0 * math.pi))
@@ -363,6 +376,8 @@ def _n_staterror(params: core.EnvParams) -> int:
 
 
 def _check_values(y: FloatArray, sample: str) -> None:
+    if np.isfinite(y).all() and (y >= 0.0).all():
+        return
     good = np.isfinite(y).all(axis=1) & (y >= 0.0).all(axis=1)
     if not good.all():
         rows = np.flatnonzero(~good)[:5].tolist()
