@@ -85,17 +85,20 @@ class Significance(torch.nn.Module):
     with the value; for ``"cls"`` it is ``2 phi(-sqrt(q_A))`` times the gradient of
     ``-sqrt(q_A)`` (from qmu's). Where the one-sided test statistic is clipped to 0
     (``mu_hat < 0`` for q0/z0, ``mu_hat > mu_test`` for qmu/zmu/cls, or ``q = 0``) the
-    returned gradient is 0: the derivative on the clipped side, a valid subgradient of
-    ``max(0, .)`` (for z0 and zmu, whose one-sided derivative diverges like ``1/sqrt(q)``
-    as ``q -> 0+``, it is the finite choice; never NaN). A fitted POI exactly at the tested
-    value (e.g. ``mu_hat = 0`` at the POI's lower bound for q0) also gives q = 0 and a zero
-    gradient: both fits then solve the same problem, and the difference of the two minima
-    that the kernel returns there is round-off (the environment reports it as it is). At a POI at its bound (e.g.
-    ``mu_hat = 0`` with the POI bounded below at 0) the envelope theorem holds with the
-    bound active, and the gradient is exact. Yields are clipped to ``[clip_min, clip_max]``
-    before the evaluation and the gradient is passed through unchanged (it is the
-    one-sided derivative at a yield of 0). A fit that fails gives the kernel's fallback value
-    (as the environment), a zero gradient for that row, and a :class:`~histgym.FitWarning`;
+    returned gradient is 0: the derivative on the clipped side (for q0/qmu a valid
+    subgradient of ``max(0, .)``; for z0/zmu/cls the derivative on the active side tends to
+    a finite, non-zero limit, so the derivative jumps there and 0 is the clipped side's
+    value, never NaN; the kernel's ``1/sqrt(q)`` factor is never evaluated at q = 0).
+    A fitted POI exactly at the tested value (e.g. ``mu_hat = 0`` at the POI's lower
+    bound 0 for q0) also gives q = 0 and a zero gradient: both fits then solve the same
+    problem, and the difference of the two minima that the kernel returns there is
+    round-off (the environment reports it as it is). A POI at its bound below the tested
+    value (e.g. ``mu_hat = 0 < mu_test`` for qmu, zmu and cls, as on background-only
+    Asimov data) keeps the envelope theorem with the bound active: the gradient is exact
+    there. Yields are clipped to ``[clip_min, clip_max]`` before the evaluation and the
+    gradient is passed through unchanged (it is the one-sided derivative at a yield of 0).
+    A fit that fails gives the kernel's fallback value (as the environment), a zero
+    gradient for that row, and a :class:`~histgym.FitWarning`;
     :attr:`last_fit_ok` tells which rows converged.
 
     Args:
@@ -391,7 +394,9 @@ class _MetricFunction(torch.autograd.Function):
     kernel."""
 
     @staticmethod
-    def forward(ctx: Any, module: Significance, *yields: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, module: Significance, *yields: torch.Tensor
+    ) -> torch.Tensor:
         ys = []
         for name, y in zip(module.samples, yields):
             a = y.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -407,7 +412,9 @@ class _MetricFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         go = grad_output.unsqueeze(-1)
         return (None, *(go * g for g in ctx.saved_tensors))
 
