@@ -38,8 +38,6 @@ FloatArray = npt.NDArray[np.float64]
 METRICS = ("z0", "q0", "qmu", "zmu", "cls")
 _ENV_METRIC = {"z0": "z0", "q0": "q0", "qmu": "qmu", "zmu": "zmu", "cls": "zmu"}
 _DTYPES = (torch.float32, torch.float64)
-#: batches at least this large run the kernel's numba-parallel driver when ``parallel=None``
-PARALLEL_MIN_BATCH = 256
 
 
 class InvalidTensor(HistgymError, TypeError):
@@ -120,8 +118,9 @@ class Significance(torch.nn.Module):
             1e-10, tighter than the environment's 1e-6: the envelope gradient is accurate to
             about ``sqrt(mle_tol)`` relative to the parameter uncertainties (the value to
             ``mle_tol``); Newton converges quadratically, so this costs about one iteration.
-        parallel: run the batch in numba threads; defaults to None (threads for batches of
-            at least :data:`PARALLEL_MIN_BATCH` rows).
+        parallel: run the rows of a batch in numba threads (``prange``); defaults to False
+            (one thread: faster for small batches and on busy machines; threads pay off for
+            large batches on idle cores, as for the vector environment).
 
     Raises:
         UnknownName: unknown metric, channel or sample.
@@ -153,14 +152,14 @@ class Significance(torch.nn.Module):
         clip_max: float = 1e12,
         mle_max_iter: int = 200,
         mle_tol: float = 1e-10,
-        parallel: bool | None = None,
+        parallel: bool = False,
     ) -> None:
         super().__init__()
         if metric not in METRICS:
             msg = f"unknown metric {metric!r}; expected one of {list(METRICS)}."
             raise UnknownName(msg + did_you_mean(str(metric), METRICS))
-        if parallel not in (None, True, False):
-            raise ValueError(f"parallel must be None, True or False, got {parallel!r}")
+        if parallel not in (True, False):
+            raise ValueError(f"parallel must be True or False, got {parallel!r}")
         samples = (sample,) if isinstance(sample, str) else tuple(sample)
         if not samples or not all(isinstance(s, str) for s in samples):
             raise InvalidParameters(f"sample must be a name or a list of names, got {sample!r}")
@@ -283,14 +282,14 @@ class Significance(torch.nn.Module):
                 set_yields_batch(S, p.P, p.Q, ibuf, y)
         np.clip(ys[0], lo, hi, out=S[:, : self._ny])
         mask = np.ones(b, dtype=np.bool_)
-        par = self.parallel if self.parallel is not None else b >= PARALLEL_MIN_BATCH
+        par = self.parallel and b > 1
         reset = K.env_reset_batch if par else K.env_reset_batch_serial
         reset(mask, S, p0.P, p0.Q if gradient else self._q_nograd, ibuf)
         out = S[:, self._off_out : self._off_out + K.N_OUT]
         gslot = slice(self._off_grad, self._off_grad + self._ny)
         value = out[:, K.O_VALUE].copy()
         ok = out[:, K.O_OK] == 1.0
-        self.last_mu_hat = out[:, K.O_MUHAT].copy()
+        object.__setattr__(self, "last_mu_hat", out[:, K.O_MUHAT].copy())
         grads = [S[:, gslot].copy()]
         if gradient and len(ys) > 1:
             # the other samples' gradients at the same optima: a step with a zero action
@@ -307,7 +306,8 @@ class Significance(torch.nn.Module):
                 g[~ok] = 0.0
         elif not gradient:
             grads += [np.zeros_like(grads[0]) for _ in ys[1:]]
-        self.last_fit_ok = ok
+        # plain attributes (nn.Module.__setattr__ costs ~25 us per call)
+        object.__setattr__(self, "last_fit_ok", ok)
         # At mu_hat == tested POI both fits solve the same problem: q is 0 exactly, and the
         # kernel's difference of the two minima is round-off (amplified by sqrt and 1/sqrt)
         mh = self.last_mu_hat
