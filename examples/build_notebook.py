@@ -1,4 +1,5 @@
-"""Build ``ppo_gaussian_bump.ipynb`` from the ``# %%`` cells of ``ppo_gaussian_bump.py``.
+"""Build each example notebook (``ppo_gaussian_bump.ipynb``, ``torch_significance.ipynb``)
+from the ``# %%`` cells of the script of the same name.
 
 Usage: ``python examples/build_notebook.py`` (the notebook is regenerated, never edited).
 """
@@ -41,7 +42,10 @@ def build(script: Path = HERE / "ppo_gaussian_bump.py") -> nbformat.NotebookNode
     return nb
 
 
+EXAMPLES = ("ppo_gaussian_bump", "torch_significance")
+
 if __name__ == "__main__":
-    target = HERE / "ppo_gaussian_bump.ipynb"
-    nbformat.write(build(), target)
-    print(f"wrote {target}")
+    for name in EXAMPLES:
+        target = HERE / f"{name}.ipynb"
+        nbformat.write(build(HERE / f"{name}.py"), target)
+        print(f"wrote {target}")
