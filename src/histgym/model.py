@@ -28,7 +28,7 @@ from ._kernels.likelihood import (
     twice_nll_hess,
     twice_nll_models_batch,
 )
-from .compile import Compiled, SampleCells, compile_model, sample_cells
+from .compile import Compiled, SampleCells, check_packed, compile_model, sample_cells
 from .errors import InvalidData, InvalidParameters, UnknownName, did_you_mean
 from .workspace import WorkspaceLike, build_pyhf_model
 
@@ -58,7 +58,17 @@ class Model:
         self._compiled = compiled
         self._observed = np.ascontiguousarray(observed, dtype=np.float64)
         self._observed.setflags(write=False)
-        self.fbuf = compiled.fbuf if fbuf is None else fbuf
+        if fbuf is None:
+            check_packed(compiled.fbuf, compiled.ibuf)  # every stored index is in range
+            fbuf = compiled.fbuf
+        elif not (
+            isinstance(fbuf, np.ndarray) and fbuf.dtype == np.float64 and fbuf.ndim == 1
+            and fbuf.size == compiled.fbuf.size and fbuf.flags.c_contiguous
+        ):  # fmt: skip
+            raise InvalidParameters(
+                f"fbuf must be a C-contiguous float64 array of {compiled.fbuf.size} entries"
+            )
+        self.fbuf = fbuf
         self.ibuf = compiled.ibuf
         self.parameter_names: list[str] = list(config.par_names)
         self.poi_name: str | None = config.poi_name
@@ -71,6 +81,15 @@ class Model:
         self._upper = np.array([b[1] for b in config.suggested_bounds()], dtype=np.float64)
         self._init = np.array(config.suggested_init(), dtype=np.float64)
         self._fixed = np.array(config.suggested_fixed(), dtype=bool)
+        ib = self.ibuf
+        if (int(ib[0]), int(ib[1]), int(ib[2])) != (self.n_bins, self.n_params, self.n_aux):
+            raise InvalidParameters("the compiled model does not match its parameter layout")
+        if self._observed.shape != (self.n_data,):
+            msg = (
+                f"observed data have shape {self._observed.shape} but the model expects "
+                f"({self.n_data},): {self.n_bins} main bins + {self.n_aux} auxdata"
+            )
+            raise InvalidData(msg)
 
     # ------------------------------------------------------------------ layout
     @property
