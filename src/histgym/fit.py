@@ -23,7 +23,8 @@ from ._kernels.newton import (
     fit_with_covariance,
     free_covariance,
 )
-from .errors import FitWarning, InvalidParameters
+from .checks import check_bool, check_float, check_int, check_poi_value
+from .errors import FitWarning, InvalidParameters, UnknownName, did_you_mean
 from .model import FloatArray, Model
 
 __all__ = ["FitResult", "fit", "fixed_poi_fit", "FixedLike"]
@@ -71,8 +72,16 @@ class FitResult:
         return 0.5 * self.twice_nll
 
     def __getitem__(self, name: str) -> tuple[float, float]:
-        """(best fit, uncertainty) of the parameter ``name``."""
-        i = self.parameter_names.index(name)
+        """(best fit, uncertainty) of the parameter ``name``.
+
+        Raises:
+            UnknownName: ``name`` is not a parameter of the model (a ``KeyError``).
+        """
+        try:
+            i = self.parameter_names.index(name)
+        except ValueError:
+            msg = f"unknown parameter {name!r}." + did_you_mean(str(name), self.parameter_names)
+            raise UnknownName(msg) from None
         return float(self.bestfit[i]), float(self.uncertainty[i])
 
 
@@ -85,9 +94,14 @@ def resolve_fixed(model: Model, fixed: FixedLike, init: FloatArray) -> npt.NDArr
         for name, value in fixed.items():
             i = model.index(name)
             mask[i] = True
-            init[i] = float(value)
+            init[i] = check_float(f"fixed[{name!r}]", value)
         return mask
-    mask = np.asarray(fixed, dtype=bool)
+    mask = np.asarray(fixed)
+    if mask.dtype != np.bool_:
+        if mask.dtype.kind not in "iu" or not np.all((mask == 0) | (mask == 1)):
+            msg = f"fixed must be a bool mask or a {{name: value}} mapping, got {mask.dtype} values"
+            raise InvalidParameters(msg)
+        mask = mask.astype(bool)
     if mask.shape != (model.n_params,):
         msg = f"fixed has shape {mask.shape} but the model has {model.n_params} parameters"
         raise InvalidParameters(msg)
@@ -98,11 +112,28 @@ def _bounds(model: Model, bounds: Any) -> tuple[FloatArray, FloatArray]:
     if bounds is None:
         return model._lower, model._upper
     else:
-        b = np.asarray(bounds, dtype=np.float64)
-        if b.shape != (model.n_params, 2) or np.any(b[:, 0] > b[:, 1]):
-            msg = f"bounds must have shape ({model.n_params}, 2) with lower <= upper"
-            raise InvalidParameters(msg)
+        b = check_bounds(model, bounds)
     return np.ascontiguousarray(b[:, 0]), np.ascontiguousarray(b[:, 1])
+
+
+def check_bounds(model: Model, bounds: Any) -> FloatArray:
+    """``bounds`` as float64 [n_params, 2], finite with lower <= upper.
+
+    Raises:
+        InvalidParameters: wrong shape, non-numeric, NaN/inf or inverted bounds.
+    """
+    try:
+        b = np.asarray(bounds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidParameters(f"bounds must be numbers of shape ({model.n_params}, 2)") from None
+    if b.shape != (model.n_params, 2):
+        msg = f"bounds have shape {b.shape}; the model needs ({model.n_params}, 2)"
+        raise InvalidParameters(msg)
+    bad = np.flatnonzero(~np.all(np.isfinite(b), axis=1) | (b[:, 0] > b[:, 1]))
+    if bad.size:
+        names = [model.parameter_names[i] for i in bad[:5]]
+        raise InvalidParameters(f"bounds must be finite with lower <= upper; bad for {names}")
+    return b
 
 
 def covariance_from_hessian(hess2: FloatArray, fixed: npt.NDArray[np.bool_]) -> FloatArray:
@@ -157,6 +188,9 @@ def fit(
         >>> result.converged, round(result["mu"][0], 4)
         (True, 1.0)
     """
+    max_iter = check_int("max_iter", max_iter, low=1)
+    tol = check_float("tol", tol, low=0.0, low_open=True)
+    warn = check_bool("warn", warn)
     d = model.check_data(data)
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
     mask = resolve_fixed(model, fixed, x0)
@@ -209,7 +243,7 @@ def fixed_poi_fit(
     if model.poi_index is None:
         raise InvalidParameters("the model has no parameter of interest (measurement has no poi)")
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
-    x0[model.poi_index] = float(poi_value)
+    x0[model.poi_index] = check_poi_value(poi_value)
     fixed = kwargs.pop("fixed", None)
     mask = resolve_fixed(model, fixed, x0)
     mask[model.poi_index] = True

@@ -176,7 +176,7 @@ class Model:
 
     def check_pars(self, pars: Any, *, name: str = "pars") -> FloatArray:
         """Return ``pars`` as float64 [n_params], or raise :class:`InvalidParameters`."""
-        arr = np.ascontiguousarray(pars, dtype=np.float64)
+        arr = _as_float64(pars, name, InvalidParameters)
         if arr.shape != (self.n_params,):
             msg = f"{name} has shape {arr.shape} but the model has {self.n_params} parameters"
             raise InvalidParameters(msg + f" (expected shape ({self.n_params},))")
@@ -189,7 +189,7 @@ class Model:
         """Return ``data`` (None = observed) as float64 [n_data], or raise :class:`InvalidData`."""
         if data is None:
             return self._observed
-        arr = np.ascontiguousarray(data, dtype=np.float64)
+        arr = _as_float64(data, "data", InvalidData)
         if arr.shape == (self.n_bins,) and self.n_aux:
             msg = (
                 f"data has {self.n_bins} entries: the main bins only; append the "
@@ -243,7 +243,9 @@ class Model:
             InvalidParameters: ``pars`` has the wrong shape or non-finite values.
             InvalidData: ``data`` has the wrong shape, NaN or negative main bins.
         """
-        p = np.ascontiguousarray(pars, dtype=np.float64)
+        p = pars
+        if not (type(p) is np.ndarray and p.dtype == np.float64 and p.flags.c_contiguous):
+            p = _as_float64(pars, "pars", InvalidParameters)
         if p.shape != (self.n_params,):
             self.check_pars(p)  # raises with the expected shape
         value = float(twice_nll(p, self.check_data(data), self.fbuf, self.ibuf))
@@ -276,7 +278,7 @@ class Model:
 
     # ------------------------------------------------------------------ batches
     def _batch(self, pars: Any, data: Any) -> tuple[FloatArray, FloatArray]:
-        p = np.ascontiguousarray(pars, dtype=np.float64)
+        p = _as_float64(pars, "pars", InvalidParameters)
         if p.ndim != 2 or p.shape[1] != self.n_params:
             msg = f"batched pars must have shape (N, {self.n_params}), got {p.shape}"
             raise InvalidParameters(msg)
@@ -286,7 +288,7 @@ class Model:
             d1 = self.check_data(data)
             d = np.broadcast_to(d1, (p.shape[0], d1.size))
         else:
-            d = np.ascontiguousarray(data, dtype=np.float64)
+            d = _as_float64(data, "data", InvalidData)
             if d.shape != (p.shape[0], self.n_data):
                 raise InvalidData(f"batched data must have shape ({p.shape[0]}, {self.n_data}), got {d.shape}")
             for row in d:
@@ -313,7 +315,7 @@ class Model:
 
         ``yields`` is [N, n_channel_bins]; modifier semantics as :meth:`with_sample_yields`.
         """
-        y = np.ascontiguousarray(yields, dtype=np.float64)
+        y = _as_float64(yields, "yields", InvalidParameters)
         nb = self.channel_slice(channel).stop - self.channel_slice(channel).start
         if y.ndim != 2 or y.shape[1] != nb:
             raise InvalidParameters(f"yields must have shape (N, {nb}), got {y.shape}")
@@ -330,6 +332,7 @@ class Model:
         """-2 ln L [N] with ``sample``'s yields replaced by row i of ``yields`` [N, bins] at pars[i]."""
         bufs = self.sample_yields_buffers(channel, sample, yields)
         p, d = self._batch(pars, data)
+        _same_rows(bufs, p)
         out = np.empty(p.shape[0])
         twice_nll_models_batch(p, d, bufs, self.ibuf, out)
         return out
@@ -340,6 +343,7 @@ class Model:
         """(-ln L [N], gradient [N, n_params]) with per-row replaced yields of ``sample``."""
         bufs = self.sample_yields_buffers(channel, sample, yields)
         p, d = self._batch(pars, data)
+        _same_rows(bufs, p)
         out = np.empty(p.shape[0])
         g = np.empty_like(p)
         twice_nll_grad_models_batch(p, d, bufs, self.ibuf, out, g)
@@ -366,7 +370,7 @@ class Model:
         staterror widths are recomputed as pyhf computes them.
         """
         ctl = self.sample_control(channel, sample)
-        y = np.ascontiguousarray(yields, dtype=np.float64)
+        y = _as_float64(yields, "yields", InvalidParameters)
         if y.shape != ctl.cells.nominal.shape:
             msg = f"yields for {sample!r} in {channel!r} must have shape {ctl.cells.nominal.shape}, got {y.shape}"
             raise InvalidParameters(msg)
@@ -386,6 +390,26 @@ class Model:
         except KeyError:
             msg = f"unknown parameter {name!r}." + did_you_mean(name, self.parameter_names)
             raise UnknownName(msg) from None
+
+
+def _as_float64(x: Any, name: str, exc: type[Exception]) -> FloatArray:
+    """``x`` as a C-contiguous float64 array; real dtypes of any width or byte order are
+    converted, anything else (strings, objects, complex) raises ``exc`` naming ``name``."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous:
+        return x
+    try:
+        a = np.asarray(x)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"dtype {a.dtype}")
+        return np.ascontiguousarray(a, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise exc(f"{name} must be an array of real numbers ({err})") from None
+
+
+def _same_rows(bufs: FloatArray, pars: FloatArray) -> None:
+    if bufs.shape[0] != pars.shape[0]:
+        msg = f"yields have {bufs.shape[0]} rows but pars {pars.shape[0]}: one per batch row"
+        raise InvalidParameters(msg)
 
 
 def _check_yields(y: FloatArray, channel: str, sample: str) -> None:

@@ -32,7 +32,13 @@ import numpy as np
 
 from .errors import UnknownName, WorkspaceError, did_you_mean
 
-__all__ = ["check_observations", "check_model_spec", "check_measurement_config", "check_lumi"]
+__all__ = [
+    "check_observations",
+    "check_model_spec",
+    "check_parameter_numbers",
+    "check_measurement_config",
+    "check_lumi",
+]
 
 
 def _fail(msg: str, path: str) -> WorkspaceError:
@@ -208,6 +214,38 @@ def _check_modifier(
             raise _fail(msg, f"{path}[{bad[0]}]")
 
 
+def check_parameter_numbers(parameters: Sequence[Mapping[str, Any]], path: str) -> None:
+    """Check the numbers of a measurement's parameter configuration (before pyhf sees them).
+
+    Args:
+        parameters: ``measurement["config"]["parameters"]`` (patches applied).
+        path: JSON path of ``parameters`` (e.g. ``measurements[0].config.parameters``).
+
+    Raises:
+        WorkspaceError: duplicate entries, non-finite numbers, ``lower > upper``,
+            ``sigmas`` <= 0.
+    """
+    names = [p["name"] for p in parameters]
+    for i, name in _duplicates(names):
+        raise _fail(f"parameter {name!r} is configured twice", f"{path}[{i}].name")
+    for ip, par in enumerate(parameters):
+        name = par["name"]
+        where = f"{path}[{ip}]"
+        for key in ("inits", "auxdata", "sigmas", "factors"):
+            if key in par:
+                arr = _array(par[key], f"{where}.{key}", f"parameter {name!r}", key)
+                if key in ("sigmas", "factors"):
+                    for k in np.flatnonzero(arr <= 0.0)[:1]:
+                        msg = f"parameter {name!r} has {key} {arr[k]}: must be > 0"
+                        raise _fail(msg, f"{where}.{key}[{k}]")
+        for k, b in enumerate(par.get("bounds") or []):
+            lo = _float(b[0], f"{where}.bounds[{k}][0]", f"parameter {name!r}", "lower bound")
+            hi = _float(b[1], f"{where}.bounds[{k}][1]", f"parameter {name!r}", "upper bound")
+            if lo > hi:
+                msg = f"parameter {name!r} has inverted bounds [{lo}, {hi}]"
+                raise _fail(msg, f"{where}.bounds[{k}]")
+
+
 def check_measurement_config(
     parameters: Sequence[Mapping[str, Any]], config: Any, path: str
 ) -> None:
@@ -220,13 +258,10 @@ def check_measurement_config(
 
     Raises:
         UnknownName: a configured parameter is not a modifier of the model.
-        WorkspaceError: duplicate entries, non-finite numbers, ``lower > upper``, an init
-            outside its bounds, ``sigmas`` <= 0, lengths not matching the parameter set.
+        WorkspaceError: lengths not matching the parameter set, an init outside its bounds.
     """
     known = list(config.par_order)
     names = [p["name"] for p in parameters]
-    for i, name in _duplicates(names):
-        raise _fail(f"parameter {name!r} is configured twice", f"{path}[{i}].name")
     for ip, par in enumerate(parameters):
         name = par["name"]
         where = f"{path}[{ip}]"
@@ -237,28 +272,10 @@ def check_measurement_config(
             )
             raise UnknownName(msg)
         n = int(config.param_set(name).n_parameters)
-        vals: dict[str, list[float]] = {}
-        for key in ("inits", "auxdata", "sigmas", "factors"):
-            if key in par:
-                arr = _array(par[key], f"{where}.{key}", f"parameter {name!r}", key)
-                if arr.size != n:
-                    msg = f"parameter {name!r} has {n} component(s) but {key} has {arr.size}"
-                    raise _fail(msg, f"{where}.{key}")
-                vals[key] = arr.tolist()
-        for k, s in enumerate(vals.get("sigmas", [])):
-            if s <= 0.0:
-                raise _fail(f"parameter {name!r} has sigma {s}: must be > 0", f"{where}.sigmas[{k}]")
-        bounds = par.get("bounds")
-        if bounds is not None:
-            if len(bounds) != n:
-                msg = f"parameter {name!r} has {n} component(s) but {len(bounds)} bounds"
-                raise _fail(msg, f"{where}.bounds")
-            for k, b in enumerate(bounds):
-                lo = _float(b[0], f"{where}.bounds[{k}][0]", f"parameter {name!r}", "lower bound")
-                hi = _float(b[1], f"{where}.bounds[{k}][1]", f"parameter {name!r}", "upper bound")
-                if lo > hi:
-                    msg = f"parameter {name!r} has inverted bounds [{lo}, {hi}]"
-                    raise _fail(msg, f"{where}.bounds[{k}]")
+        for key in ("inits", "auxdata", "sigmas", "factors", "bounds"):
+            if key in par and len(par[key]) != n:
+                msg = f"parameter {name!r} has {n} component(s) but {key} has {len(par[key])}"
+                raise _fail(msg, f"{where}.{key}")
     # inits must lie inside the bounds pyhf will use (configured or the modifier's default)
     init = config.suggested_init()
     bnds = config.suggested_bounds()
@@ -268,7 +285,7 @@ def check_measurement_config(
             base = pname.split("[")[0]
             idx = names.index(base) if base in names else None
             where = f"{path}[{idx}].inits" if idx is not None else path
-            msg = f"the initial value {x} of parameter {pname!r} is outside its bounds [{lo}, {hi}]"
+            msg = f"the initial value {x} of parameter {pname!r} is outside its bounds [{float(lo)}, {float(hi)}]"
             raise _fail(msg, where)
 
 
@@ -285,11 +302,12 @@ def check_lumi(modelspec: Mapping[str, Any], path: str) -> None:
                 if mod["type"] != "lumi":
                     continue
                 par = configured.get(mod["name"], {})
-                if "auxdata" not in par or "sigmas" not in par:
+                missing = [k for k in ("auxdata", "sigmas", "bounds", "inits") if k not in par]
+                if missing:
                     msg = (
                         f"lumi modifier {mod['name']!r} (channels[{ic}].samples[{isamp}]."
-                        f"modifiers[{im}]) needs a parameter configuration with 'auxdata' and "
-                        "'sigmas' in the measurement"
+                        f"modifiers[{im}]) needs a parameter configuration in the measurement "
+                        f"with 'auxdata', 'sigmas', 'bounds' and 'inits'; missing {missing}"
                     )
                     raise _fail(msg, path)
 

@@ -102,6 +102,8 @@ def read_json(source: Any, what: str = "workspace") -> Any:
         return _load_json_text(source, f"the {what} text")
     if isinstance(source, (str, os.PathLike)):
         text = source if isinstance(source, str) else None
+        if text is not None and not text.strip():
+            raise WorkspaceError(f"the {what} is an empty string (neither JSON text nor a path)")
         if text is not None and text.lstrip()[:1] in ("{", "["):
             return _load_json_text(text, f"the {what} text")
         try:
@@ -247,6 +249,7 @@ def build_pyhf_model(
             raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
         spec_checks.check_model_spec(modelspec, observed_by)
     ppath = f"measurements[{names.index(meas['name'])}].config.parameters"
+    spec_checks.check_parameter_numbers(modelspec.get("parameters", []), ppath)
     spec_checks.check_lumi(modelspec, ppath)
     try:
         config = model_config(modelspec, meas["config"]["poi"], modifier_settings)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from ..checks import check_float, check_int
 from ..errors import FitWarning, InvalidParameters
 from ..fit import FixedLike
 from ..model import Model
@@ -55,8 +56,9 @@ def upper_limit(
         >>> r.exp[0] < r.exp[2] < r.exp[4]
         True
     """
-    if not 0.0 < cl < 1.0:
-        raise InvalidParameters(f"cl must be in (0, 1), got {cl}")
+    cl = check_float("cl", cl, low=0.0, high=1.0, low_open=True, high_open=True)
+    xtol = check_float("xtol", xtol, low=0.0, low_open=True)
+    max_expand = check_int("max_expand", max_expand, low=0)
     if test_stat not in ("qtilde", "q"):
         raise InvalidParameters(f"upper limits use test_stat 'qtilde' or 'q', got {test_stat!r}")
     alpha = 1.0 - cl
