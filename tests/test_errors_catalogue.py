@@ -74,8 +74,6 @@ SPEC_CASES = [
      r"observation of channel 'SR' has 5 bins but the channel has 8.*observations\[0\]\.data"),
     ("obs-more-bins", _set("observations[0].data", [1.0] * 10), WorkspaceError,
      r"has 10 bins but the channel has 8"),
-    ("obs-unknown-channel", lambda w: w["observations"].append({"name": "CR", "data": [1]}),
-     WorkspaceError, r"observation 'CR' names no channel.*observations\[1\]\.data"),
     ("obs-duplicate", lambda w: w["observations"].append(copy.deepcopy(w["observations"][0])),
      WorkspaceError, r"two observations for channel 'SR'.*observations\[1\]\.name"),
     ("obs-negative", _set("observations[0].data[3]", -2.0), WorkspaceError,
@@ -126,8 +124,6 @@ SPEC_CASES = [
      lambda w: w["channels"][0]["samples"][1]["modifiers"].append(
          {"name": "lumi", "type": "lumi", "data": None}),
      WorkspaceError, r"lumi modifier 'lumi'.*needs a parameter configuration.*missing \['auxdata', 'sigmas', 'bounds', 'inits'\]"),
-    ("unknown-parameter-config", _par({"name": "mus", "bounds": [[0, 5]]}), UnknownName,
-     r"configures parameter 'mus', which is not a modifier.*parameters\[0\]\.name.*Did you mean 'mu'"),
     ("duplicate-parameter-config",
      _par({"name": "mu", "bounds": [[0, 5]]}, {"name": "mu", "bounds": [[0, 6]]}),
      WorkspaceError, r"parameter 'mu' is configured twice"),
@@ -158,6 +154,23 @@ def test_bad_workspace_api(edit: Any, exc: type, pattern: str) -> None:
     with pytest.raises(exc, match=pattern) as info:
         histgym.from_pyhf(ws_with(edit))
     assert isinstance(info.value, HistgymError)
+
+
+def test_unused_configuration_is_logged_not_dropped_silently(caplog: pytest.LogCaptureFixture) -> None:
+    """pyhf accepts (and published likelihoods contain) observations of pruned channels and
+    configurations of parameters that only a patch adds: logged with their JSON path."""
+    import logging
+
+    ws = ws_with(lambda w: (w["observations"].append({"name": "CR", "data": [1]}),
+                            _par({"name": "mus", "bounds": [[0, 5]]})(w)))
+    with caplog.at_level(logging.WARNING, logger="histgym"):
+        model = histgym.from_pyhf(ws)
+    text = caplog.text
+    assert "observation 'CR' names no channel" in text and "observations[1]" in text
+    assert "configures parameter 'mus', which is not a modifier" in text
+    assert "measurements[0].config.parameters[0].name" in text and "Did you mean 'mu'" in text
+    assert model.twice_nll(model.suggested_init()) == histgym.from_pyhf(WS).twice_nll(
+        model.suggested_init())
 
 
 def test_workspace_error_carries_the_json_path() -> None:

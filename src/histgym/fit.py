@@ -24,7 +24,13 @@ from ._kernels.newton import (
     free_covariance,
 )
 from .checks import check_bool, check_float, check_int, check_poi_value
-from .errors import FitWarning, InvalidParameters, UnknownName, did_you_mean
+from .errors import (
+    DegenerateModelWarning,
+    FitWarning,
+    InvalidParameters,
+    UnknownName,
+    did_you_mean,
+)
 from .model import FloatArray, Model
 
 __all__ = ["FitResult", "fit", "fixed_poi_fit", "FixedLike"]
@@ -208,8 +214,20 @@ def fit(
         with _single_threaded_blas(n):
             status, f, n_iter, edm = fit_with_covariance(*args)
     converged = status == CONVERGED
+    message = STATUS_MESSAGES[status]
     if not np.isfinite(f):  # non-finite at the start: reported at the start, no covariance
         f = float(np.finfo(float).max)
+    if converged:
+        flat = degenerate_parameters(model, unc, mask)
+        if flat:
+            converged = False
+            message = (
+                f"degenerate: the free parameters {flat[:5]} have no effect on the likelihood "
+                "(singular Hessian); their uncertainties are undefined"
+            )
+            if warn:
+                warnings.warn(message, DegenerateModelWarning, stacklevel=2)
+                warn = False
     if not converged and warn:
         warnings.warn(
             f"fit did not converge: {STATUS_MESSAGES[status]} (edm={edm:.3g}, "
@@ -225,12 +243,46 @@ def fit(
         twice_nll=float(f),
         converged=bool(converged),
         status=int(status),
-        message=STATUS_MESSAGES[status],
+        message=message,
         n_iter=int(n_iter),
         edm=float(edm),
         fixed=mask,
         parameter_names=model.parameter_names,
     )
+
+
+def degenerate_parameters(
+    model: Model, uncertainty: FloatArray, fixed: npt.NDArray[np.bool_]
+) -> list[str]:
+    """Names of free parameters whose fitted uncertainty is 0 or not finite.
+
+    A free parameter with no effect on the likelihood makes the Hessian singular; the
+    covariance then reports 0 for it.  Such a fit is not a measurement of that parameter.
+    """
+    bad = ~fixed & ~(uncertainty > 0.0)
+    return [model.parameter_names[i] for i in np.flatnonzero(bad)]
+
+
+def check_poi_has_effect(model: Model, init: FloatArray) -> None:
+    """Refuse inference on a POI that does not change the expected main-bin yields.
+
+    Raises:
+        InvalidParameters: moving the POI by one unit from ``init`` changes no expected yield
+            (e.g. it multiplies only empty bins): no test statistic can constrain it.
+    """
+    poi = model.poi_index
+    if poi is None:
+        return
+    x = np.array(init, dtype=np.float64)
+    base = model.expected_data(x, include_auxdata=False)
+    x[poi] += 1.0
+    moved = model.expected_data(x, include_auxdata=False)
+    if np.array_equal(base, moved):
+        msg = (
+            f"the POI {model.poi_name!r} has no effect on the expected yields (it scales only "
+            "empty bins, or nothing): no limit or significance can be computed"
+        )
+        raise InvalidParameters(msg)
 
 
 def fixed_poi_fit(

@@ -14,23 +14,32 @@ JSON path of the offending field (e.g. ``observations[0].data``):
   integer literals such as ``1e400`` written out), normsys ``hi``/``lo`` > 0, staterror and
   shapesys uncertainties >= 0, no bin whose total nominal yield is negative, no bin with
   observed events where every sample predicts exactly zero (also under every histosys);
-* measurement parameter configuration: names that exist in the model, finite ``inits``
+* measurement parameter configuration: finite ``inits``
   inside ``bounds``, ``lower <= upper``, ``sigmas`` > 0, a configuration (``auxdata`` and
   ``sigmas``) for every ``lumi`` modifier, lengths matching the parameter set.
 
 Every function here is plain Python over the JSON structure (numbers checked as NumPy arrays),
 called by :func:`histgym.workspace.build_pyhf_model`.
+
+Two things pyhf accepts and published likelihoods contain are not errors but are logged as
+warnings on the ``"histgym"`` logger, naming the JSON path: an observation for a channel the
+workspace does not have (pruned channels), and a parameter configuration for a parameter
+that is not a modifier of the model (e.g. a background-only workspace configuring a
+signal patch's normalisation).  Neither is used.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .errors import UnknownName, WorkspaceError, did_you_mean
+from .errors import WorkspaceError, did_you_mean
+
+log = logging.getLogger("histgym")
 
 __all__ = [
     "check_observations",
@@ -100,9 +109,12 @@ def check_observations(spec: Mapping[str, Any]) -> None:
     for io, obs in enumerate(spec.get("observations", [])):
         name = obs["name"]
         path = f"observations[{io}].data"
-        if name not in nbins:
-            msg = f"observation {name!r} names no channel of the workspace {sorted(nbins)}."
-            raise WorkspaceError(msg + did_you_mean(name, nbins) + f" ({path})", path=path)
+        if name not in nbins:  # pyhf ignores it (published workspaces with pruned channels)
+            log.warning(
+                "observation %r names no channel of the workspace %s; it is not used (%s).%s",
+                name, sorted(nbins), f"observations[{io}]", did_you_mean(name, nbins),
+            )  # fmt: skip
+            continue
         data = _array(obs["data"], path, f"observation of channel {name!r}", "count", "bin")
         if data.size != nbins[name]:
             msg = (
@@ -257,7 +269,6 @@ def check_measurement_config(
         path: JSON path of ``parameters`` (e.g. ``measurements[0].config.parameters``).
 
     Raises:
-        UnknownName: a configured parameter is not a modifier of the model.
         WorkspaceError: lengths not matching the parameter set, an init outside its bounds.
     """
     known = list(config.par_order)
@@ -265,12 +276,13 @@ def check_measurement_config(
     for ip, par in enumerate(parameters):
         name = par["name"]
         where = f"{path}[{ip}]"
-        if name not in config.par_map:
-            msg = (
-                f"the measurement configures parameter {name!r}, which is not a modifier of "
-                f"the model ({where}.name)." + did_you_mean(name, known)
-            )
-            raise UnknownName(msg)
+        if name not in config.par_map:  # pyhf ignores it (e.g. a config for a patch's modifier)
+            log.warning(
+                "the measurement configures parameter %r, which is not a modifier of the model; "
+                "the configuration is not used (%s).%s", name, f"{where}.name",
+                did_you_mean(name, known),
+            )  # fmt: skip
+            continue
         n = int(config.param_set(name).n_parameters)
         for key in ("inits", "auxdata", "sigmas", "factors", "bounds"):
             if key in par and len(par[key]) != n:

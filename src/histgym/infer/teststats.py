@@ -31,7 +31,15 @@ from .._kernels.inference import minimize_into
 from .._kernels.newton import CONVERGED, STATUS_MESSAGES, covariance_summary
 from ..errors import InvalidParameters
 from ..checks import check_poi_value
-from ..fit import FitResult, FixedLike, _bounds, check_bounds, covariance_from_hessian, resolve_fixed
+from ..fit import (
+    FitResult,
+    FixedLike,
+    _bounds,
+    check_bounds,
+    check_poi_has_effect,
+    covariance_from_hessian,
+    resolve_fixed,
+)
 from ..model import FloatArray, Model
 from .results import TestStatResult
 
@@ -74,6 +82,7 @@ def setup(model: Model, init: Any = None, bounds: Any = None, fixed: FixedLike =
         raise InvalidParameters(msg + "a POI is required for profile-likelihood test statistics")
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
     mask = np.ascontiguousarray(resolve_fixed(model, fixed, x0))
+    check_poi_has_effect(model, x0)
     poi = int(model.poi_index)
     if mask[poi]:
         msg = (
