@@ -346,6 +346,19 @@ def test_api_catalogue(model: histgym.Model) -> None:
     assert not failures, "\n".join(failures)
 
 
+def test_poi_without_effect() -> None:
+    """Defect 8: a POI that scales only empty bins. The fit is flagged, hypotest says CLs = 1
+    (no sensitivity), and an upper limit is refused instead of doubling the bound to 1e15."""
+    ws = ws_with(_set(f"{SIG}.data", [0.0] * 8))
+    m = histgym.from_pyhf(ws)
+    with pytest.warns(histgym.DegenerateModelWarning, match=r"free parameters \['mu'\] have no effect"):
+        r = histgym.fit(m)
+    assert not r.converged and r.message.startswith("degenerate")
+    assert infer.hypotest(1.0, m).cls_obs == 1.0
+    with pytest.raises(InvalidParameters, match="the POI 'mu' has no effect on the expected yields"):
+        infer.upper_limit(m)
+
+
 def test_exceptions_subclass_the_builtins() -> None:
     assert issubclass(InvalidOptionType, TypeError) and issubclass(InvalidOptionType, ValueError)
     assert issubclass(WorkspaceTypeError, TypeError) and issubclass(WorkspaceTypeError, WorkspaceError)
@@ -518,7 +531,10 @@ def test_cli_input_errors(case: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     if case == "train-workspace":
         pytest.importorskip("stable_baselines3")
     args, pattern = next((a, p) for n, a, p in _cli_cases(tmp_path) if n == case)
-    code = cli.main(args)
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse usage errors (what the console script exits with)
+        code = exc.code
     out, err = capsys.readouterr()
     assert code == 2, err
     assert out == ""

@@ -292,15 +292,13 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``histgym`` console script; returns the exit code.
 
-    Exit code 2 for usage and input errors (a one-line message on stderr, no traceback),
+    Exit code 2 for usage and input errors (a one-line message on stderr, no traceback;
+    argparse's usage errors raise ``SystemExit(2)``),
     1 when an optional dependency is missing, 0 on success.  ``--json`` output is always
     strictly valid JSON: a non-finite number is written as ``null`` and its path listed
     under ``"non_finite_as_null"`` (and on stderr).
     """
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_INPUT
+    args = build_parser().parse_args(argv)  # usage errors: one line, SystemExit(2)
     from .errors import HistgymError
 
     try:

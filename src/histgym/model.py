@@ -476,9 +476,9 @@ def from_pyhf(
         >>> import histgym
         >>> model = histgym.from_pyhf(histgym.example_workspace())
         >>> model.parameter_names
-        ['bkg_norm', 'mu']
+        ['mu', 'bkg_norm']
         >>> round(model.twice_nll(model.suggested_init()), 6)
-        37.017587
+        35.582271
     """
     _, spec, config, observed = build_pyhf_model(
         workspace, measurement=measurement, patches=patches, modifier_settings=modifier_settings

@@ -177,6 +177,10 @@ def _to_patch(patch: Any) -> Any:
 
 
 def _validate(spec: Mapping[str, Any]) -> pyhf.Workspace:
+    version = spec.get("version")
+    if version is not None and not isinstance(version, str):
+        msg = f"workspace 'version' must be a string such as '1.0.0', got {version!r:.40} (version)"
+        raise WorkspaceError(msg, path="version")
     try:
         return pyhf.Workspace(spec)
     except pyhf.exceptions.InvalidSpecification as err:
@@ -188,6 +192,10 @@ def _validate(spec: Mapping[str, Any]) -> pyhf.Workspace:
         raise WorkspaceError(f"invalid workspace: {err}") from err
     except RecursionError as err:
         raise WorkspaceError("the workspace is nested too deeply to be a workspace") from err
+    except (TypeError, KeyError, AttributeError, ValueError) as err:  # pyhf on odd structures
+        if isinstance(err, WorkspaceError):
+            raise
+        raise WorkspaceError(f"invalid workspace (pyhf: {type(err).__name__}: {err})") from err
 
 
 def build_pyhf_model(

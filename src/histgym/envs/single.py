@@ -356,8 +356,8 @@ def make_histfactory_env(
         >>> env = make_histfactory_env(histgym.example_workspace(), channel="SR",
         ...                            sample="signal", reward_metric="z0")
         >>> obs, info = env.reset(seed=0)
-        >>> round(info["z0"], 3)
-        3.025
+        >>> round(info["z0"], 3)  # sqrt(histgym.infer.q0(model)) on the observed data
+        1.883
     """
     return HistFactoryEnv(
         workspace, channel=channel, sample=sample, reward_metric=reward_metric, **kwargs

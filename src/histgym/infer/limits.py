@@ -16,7 +16,7 @@ from scipy.optimize import brentq
 
 from ..checks import check_float, check_int
 from ..errors import FitWarning, InvalidParameters
-from ..fit import FixedLike
+from ..fit import FixedLike, check_poi_has_effect
 from ..model import Model
 from .asymptotics import AsymptoticCalculator
 from .results import LimitResult
@@ -46,7 +46,9 @@ def upper_limit(
         largest POI value tried with ``converged=False`` (and a :class:`FitWarning`).
 
     Raises:
-        InvalidParameters: ``cl`` outside (0, 1), no POI, POI fixed.
+        InvalidParameters: no POI, POI fixed, or a POI without effect on the expected yields
+            (CLs = 1 for every value: no limit exists).
+        InvalidOption: ``cl`` outside (0, 1), ``xtol`` <= 0, ``max_expand`` < 0.
 
     Example:
         >>> import histgym
@@ -66,6 +68,7 @@ def upper_limit(
         model, data, test_stat=test_stat, init=init, bounds=bounds, fixed=fixed
     )
     s = calc.setup
+    check_poi_has_effect(model, s.init)  # else CLs = 1 everywhere: no limit exists
     lo = float(s.lower[s.poi])
     hi = float(s.upper[s.poi])
     ok = True

@@ -36,7 +36,6 @@ from ..fit import (
     FixedLike,
     _bounds,
     check_bounds,
-    check_poi_has_effect,
     covariance_from_hessian,
     resolve_fixed,
 )
@@ -82,7 +81,6 @@ def setup(model: Model, init: Any = None, bounds: Any = None, fixed: FixedLike =
         raise InvalidParameters(msg + "a POI is required for profile-likelihood test statistics")
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
     mask = np.ascontiguousarray(resolve_fixed(model, fixed, x0))
-    check_poi_has_effect(model, x0)
     poi = int(model.poi_index)
     if mask[poi]:
         msg = (
