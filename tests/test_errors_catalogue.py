@@ -359,6 +359,22 @@ def test_poi_without_effect() -> None:
         infer.upper_limit(m)
 
 
+def test_poi_scaling_every_sample_and_extreme_parameters() -> None:
+    """Defect 8/10: a POI on every sample made Z0 = 1.34e154 (a failed fit at POI = 0 read as a
+    number); far-out finite parameters gave a NaN twice_nll."""
+    ws = ws_with(lambda w: w["channels"][0]["samples"][1]["modifiers"].append(
+        {"name": "mu", "type": "normfactor", "data": None}))
+    m = histgym.from_pyhf(ws)
+    pattern = r"every sample in bin 0 of channel 'SR' is scaled by the POI 'mu'.*infinite"
+    for call in (lambda: infer.significance(m), lambda: infer.q0(m),
+                 lambda: infer.hypotest(0.0, m, test_stat="q0")):
+        with pytest.raises(InvalidParameters, match=pattern):
+            call()
+    assert infer.qmu_tilde(1.0, m) >= 0.0  # exclusion tests remain well defined
+    m0 = histgym.from_pyhf(WS)
+    assert m0.twice_nll(np.array([1e300, 1e300])) == math.inf
+
+
 def test_exceptions_subclass_the_builtins() -> None:
     assert issubclass(InvalidOptionType, TypeError) and issubclass(InvalidOptionType, ValueError)
     assert issubclass(WorkspaceTypeError, TypeError) and issubclass(WorkspaceTypeError, WorkspaceError)

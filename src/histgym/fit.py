@@ -285,6 +285,46 @@ def check_poi_has_effect(model: Model, init: FloatArray) -> None:
         raise InvalidParameters(msg)
 
 
+def check_background_only_model(model: Model) -> None:
+    """Refuse discovery tests (q0) when the background-only model (POI = 0) predicts exactly no
+    events in a bin where every sample is scaled by the POI and some sample is non-empty.
+
+    The likelihood of the POI = 0 hypothesis is then 0 for any data there, so q0 and Z0 are
+    infinite; a fit cannot express that and would report about 1e154.
+
+    Raises:
+        InvalidParameters: naming the channel and bin.
+    """
+    from ._kernels.layout import field_slice
+
+    poi = model.poi_index
+    if poi is None:
+        return
+    ib = model.ibuf
+    fac_par = ib[field_slice("fac_par", ib)]
+    fac_ref = ib[field_slice("fac_ref", ib)]
+    fac_ptr = ib[field_slice("fac_ptr", ib)]
+    bin_ptr = ib[field_slice("bin_ptr", ib)]
+    nominal = model.fbuf[field_slice("nominal", ib)]
+    is_poi = np.concatenate([[0], np.cumsum((fac_par == poi) & (fac_ref < 0))])
+    cell_scaled = (is_poi[fac_ptr[1:]] - is_poi[fac_ptr[:-1]]) > 0
+    other = np.concatenate([[0], np.cumsum(~cell_scaled)])
+    nonzero = np.concatenate([[0], np.cumsum(nominal != 0.0)])
+    all_scaled = (other[bin_ptr[1:]] - other[bin_ptr[:-1]]) == 0
+    has_events = (nonzero[bin_ptr[1:]] - nonzero[bin_ptr[:-1]]) > 0
+    bad = np.flatnonzero(all_scaled & has_events)
+    if bad.size:
+        b = int(bad[0])
+        ch = next(c for c in model.channels if b < model.channel_slice(c).stop)
+        i = b - model.channel_slice(ch).start
+        msg = (
+            f"every sample in bin {i} of channel {ch!r} is scaled by the POI "
+            f"{model.poi_name!r}: the background-only model (POI = 0) predicts no events there, "
+            "so q0 and Z0 are infinite; a discovery test needs a background in every bin"
+        )
+        raise InvalidParameters(msg)
+
+
 def fixed_poi_fit(
     poi_value: float, model: Model, data: Any = None, *, init: Any = None, **kwargs: Any
 ) -> FitResult:

@@ -237,7 +237,8 @@ class Model:
     def twice_nll(self, pars: Any, data: Any = None) -> float:
         """-2 ln L, equal to ``-2 * pyhf_model.logpdf(pars, data)`` (all constants included).
 
-        ``+inf`` where a bin with data has a non-positive expected yield (pyhf: NaN).
+        ``+inf`` where a bin with data has a non-positive expected yield (pyhf: NaN), and
+        where finite parameters are so extreme that an expected yield overflows (never NaN).
 
         Raises:
             InvalidParameters: ``pars`` has the wrong shape or non-finite values.
@@ -251,6 +252,8 @@ class Model:
         value = float(twice_nll(p, self.check_data(data), self.fbuf, self.ibuf))
         if not math.isfinite(value):  # validate only here: non-finite pars make it inf or NaN
             self.check_pars(p)
+            if math.isnan(value):  # finite pars so large that an expected yield overflows
+                return math.inf
         return value
 
     def nll(self, pars: Any, data: Any = None) -> float:

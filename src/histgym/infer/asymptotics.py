@@ -27,7 +27,7 @@ from .._kernels.inference import (
     asymptotic_eval,
 )
 from ..checks import check_poi_value
-from ..fit import FixedLike
+from ..fit import FixedLike, check_background_only_model
 from ..model import FloatArray, Model
 from .results import HypotestResult, SignificanceResult
 from .teststats import MAX_ITER, TOL, FitSetup, fixed_poi_min, setup
@@ -143,6 +143,8 @@ class AsymptoticCalculator:
         self.model = model
         self.test_stat = test_stat
         self.setup: FitSetup = setup(model, init, bounds, fixed)
+        if test_stat == "q0":
+            check_background_only_model(model)
         self.data = model.check_data(data)
         self.n_evaluations = 0
         n = model.n_params

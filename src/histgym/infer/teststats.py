@@ -35,6 +35,7 @@ from ..fit import (
     FitResult,
     FixedLike,
     _bounds,
+    check_background_only_model,
     check_bounds,
     covariance_from_hessian,
     resolve_fixed,
@@ -307,6 +308,7 @@ def q0(
         3.5468
     """
     s = setup(model, init, bounds, fixed)
+    check_background_only_model(model)
     d = model.check_data(data)
     t, fx, fr = tmu_like(s, 0.0, d)
     if fr.x[s.poi] < 0.0:
