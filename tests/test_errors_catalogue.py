@@ -528,7 +528,7 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("mu-nan", ["cls", str(good), "--mu", "nan"], r"argument --mu: must be a finite number, got 'nan'"),
         ("mu-text", ["cls", str(good), "--mu", "one"], r"argument --mu: invalid number: 'one'"),
         ("cl", ["limit", str(good), "--cl", "1.5"], r"cl must be < 1"),
-        ("top", ["rank", str(good), "--top", "-1"], r"top_n must be >= 0"),
+        ("top", ["rank", str(good), "--top", "-1"], r"top_n must be an integer >= 0, got -1"),
         ("bad-patch", ["fit", str(good), "--patch", str(tmp / "bad_patch.json")], r"patch file .*bad_patch\.json' is not valid JSON"),
         ("unknown-command", ["fitt", str(good)], r"invalid choice: 'fitt'"),
         ("missing-argument", ["fit"], r"the following arguments are required: workspace"),
