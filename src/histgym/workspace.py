@@ -8,7 +8,6 @@ re-raised as :class:`histgym.WorkspaceError` naming the JSON path or the unknown
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path

@@ -10,9 +10,7 @@ kernel in ``histgym._kernels.env_step``; this module only builds its arguments.
 from __future__ import annotations
 
 import json
-import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
