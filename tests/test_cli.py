@@ -87,5 +87,5 @@ def test_patch_and_measurement(
     got = json.loads(run(capsys, "fit", ws_file, "--patch", str(pf), "--json"))
     want = histgym.fit(histgym.from_pyhf(ws_file, patches=[patch]))
     np.testing.assert_allclose(got["bestfit"], want.bestfit)
-    assert cli.main(["fit", ws_file, "--measurement", "nope"]) == 1
+    assert cli.main(["fit", ws_file, "--measurement", "nope"]) == 2
     assert "nope" in capsys.readouterr().err

@@ -7,13 +7,18 @@ from importlib import resources
 from typing import Any
 
 from .errors import (
+    DegenerateModelWarning,
     FailedFit,
     FitWarning,
     HistgymError,
     InvalidData,
+    InvalidOption,
+    InvalidOptionType,
     InvalidParameters,
+    ResetNeeded,
     UnknownName,
     WorkspaceError,
+    WorkspaceTypeError,
 )
 from .fit import FitResult, fit, fixed_poi_fit
 from .model import Model, from_pyhf
@@ -46,15 +51,20 @@ __all__ = [
     "HistFactoryVectorEnv",
     "make_histfactory_env",
     "make_gaussian_bump_env",
+    "DegenerateModelWarning",
     "FailedFit",
     "FitResult",
     "FitWarning",
     "HistgymError",
     "InvalidData",
+    "InvalidOption",
+    "InvalidOptionType",
     "InvalidParameters",
+    "ResetNeeded",
     "Model",
     "UnknownName",
     "WorkspaceError",
+    "WorkspaceTypeError",
     "example_workspace",
     "fit",
     "fixed_poi_fit",

@@ -13,7 +13,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -22,9 +22,54 @@ __all__ = ["main", "build_parser"]
 
 def _model(args: argparse.Namespace) -> Any:
     from .model import from_pyhf
+    from .workspace import read_json
 
-    patches = [json.loads(open(p).read()) for p in (args.patch or [])]
+    patches = [read_json(p, what="patch") for p in (args.patch or [])]
     return from_pyhf(args.workspace, measurement=args.measurement, patches=patches or None)
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite float (``nan``/``inf`` are usage errors, exit code 2)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not np.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def _json_safe(obj: Any, path: str = "", bad: list[str] | None = None) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (JSON ``null``); the paths of
+    the replaced values are appended to ``bad``.  JSON has no NaN or Infinity."""
+    if bad is None:
+        bad = []
+    if isinstance(obj, dict):
+        return {k: _json_safe(v, f"{path}.{k}" if path else str(k), bad) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v, f"{path}[{i}]", bad) for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist(), path, bad)
+    if isinstance(obj, (float, np.floating)):
+        if not np.isfinite(obj):
+            bad.append(path or "<value>")
+            return None
+        return float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def dumps_json(out: Any) -> tuple[str, list[str]]:
+    """Strictly valid JSON text of ``out`` (non-finite floats as ``null``) and the JSON paths
+    of the values written as ``null``."""
+    bad: list[str] = []
+    safe = _json_safe(out, "", bad)
+    if bad and isinstance(safe, dict):
+        safe["non_finite_as_null"] = bad
+    return json.dumps(safe, indent=2, allow_nan=False), bad
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -175,9 +220,16 @@ def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return summary.as_dict(), summary.table()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (``prog: error: message``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``histgym`` command."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="histgym", description="Fits and statistical inference on pyhf JSON workspaces."
     )
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,11 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(sub.add_parser("significance", help="discovery significance Z0 (asymptotics)"))
     sp = sub.add_parser("cls", help="CLs at a POI value (asymptotics)")
     common(sp)
-    sp.add_argument("--mu", type=float, default=1.0, help="tested POI value (default 1)")
+    sp.add_argument("--mu", type=_finite_float, default=1.0, help="tested POI value (default 1)")
     sp.add_argument("--test-stat", default="qtilde", choices=["qtilde", "q"], help="test statistic")
     sp = sub.add_parser("limit", help="CLs upper limit on the POI")
     common(sp)
-    sp.add_argument("--cl", type=float, default=0.95, help="confidence level (default 0.95)")
+    sp.add_argument("--cl", type=_finite_float, default=0.95, help="confidence level (default 0.95)")
     sp = sub.add_parser("rank", help="nuisance-parameter impact ranking")
     common(sp)
     sp.add_argument("--top", type=int, default=None, help="show only the top N parameters")
@@ -209,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", default="asimov", choices=["observed", "asimov"])
     sp.add_argument("--budget", default="total", choices=["total", "none"])
     sp.add_argument("--max-steps", type=int, default=None, help="episode length (default 64)")
-    sp.add_argument("--action-scale", type=float, default=None, help="default 0.1")
+    sp.add_argument("--action-scale", type=_finite_float, default=None, help="default 0.1")
     sp.add_argument("--timesteps", type=int, default=50_000, help="PPO steps (default 50000)")
     sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")
     sp.add_argument("--seed", type=int, default=0)
@@ -228,20 +280,48 @@ _COMMANDS = {
 }
 
 
+#: Exit codes: 0 success, 1 a missing optional dependency, 2 a usage or input error
+#: (argparse's convention: bad arguments, unreadable or invalid workspace, bad values).
+EXIT_OK, EXIT_MISSING_EXTRA, EXIT_INPUT = 0, 1, 2
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``histgym`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``histgym`` console script; returns the exit code.
+
+    Exit code 2 for usage and input errors (a one-line message on stderr, no traceback;
+    argparse's usage errors raise ``SystemExit(2)``),
+    1 when an optional dependency is missing, 0 on success.  ``--json`` output is always
+    strictly valid JSON: a non-finite number is written as ``null`` and its path listed
+    under ``"non_finite_as_null"`` (and on stderr).
+    """
+    args = build_parser().parse_args(argv)  # usage errors: one line, SystemExit(2)
     from .errors import HistgymError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out, text = _COMMANDS[args.command](args)
-    except (HistgymError, OSError, ValueError, ImportError) as err:
-        print(f"histgym {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(out, indent=2) if args.json else text)
-    return 0
+    except (HistgymError, OSError, ValueError, TypeError, KeyError) as err:
+        if not isinstance(err, (HistgymError, OSError, ValueError)):
+            raise  # a TypeError/KeyError that is not histgym's: a bug, keep the traceback
+        print(f"histgym {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_INPUT
+    except ImportError as err:
+        print(f"histgym {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+    if args.json:
+        dumped, bad = dumps_json(out)
+        if bad:
+            print(f"histgym {args.command}: warning: non-finite values written as null: "
+                  f"{', '.join(bad[:10])}", file=sys.stderr)  # fmt: skip
+        print(dumped)
+    else:
+        print(text)
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

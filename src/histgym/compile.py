@@ -335,3 +335,74 @@ def sample_cells(compiled: Compiled, config: Any, spec: Any, channel: str, sampl
         staterror_other_u2=np.array(su, dtype=np.float64),
         staterror_rel=np.array(sr, dtype=np.float64),
     )
+
+
+def check_packed(fbuf: np.ndarray, ibuf: np.ndarray) -> None:
+    """Check that every index stored in a packed model lies inside the arrays it indexes.
+
+    With this invariant, and ``pars`` of length ``n_pars`` and ``data`` of length
+    ``n_bins + n_aux`` (checked by :class:`histgym.Model`), no likelihood kernel can read or
+    write out of bounds.  Costs O(size of the buffers), once per compiled model.
+
+    Raises:
+        ValueError: the buffers are inconsistent (a bug, or hand-made buffers).
+    """
+    from ._kernels.layout import FLOAT_FIELDS, INT_FIELDS, N_SCALARS
+
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"inconsistent packed model: {msg}")
+
+    if fbuf.dtype != np.float64 or ibuf.dtype != np.int64 or fbuf.ndim != 1 or ibuf.ndim != 1:
+        raise bad("fbuf must be float64 [n] and ibuf int64 [n]")
+    n_head = N_SCALARS + len(INT_FIELDS) + 1 + len(FLOAT_FIELDS) + 1
+    if ibuf.size < n_head:
+        raise bad(f"ibuf has {ibuf.size} entries, fewer than its header ({n_head})")
+    ioff = ibuf[N_SCALARS : N_SCALARS + len(INT_FIELDS) + 1]
+    foff = ibuf[N_SCALARS + len(INT_FIELDS) + 1 : n_head]
+    if ioff[0] != n_head or ioff[-1] != ibuf.size or np.any(np.diff(ioff) < 0):
+        raise bad("integer field offsets")
+    if foff[0] != 0 or foff[-1] != fbuf.size or np.any(np.diff(foff) < 0):
+        raise bad("float field offsets")
+    f = {k: ibuf[ioff[i] : ioff[i + 1]] for i, k in enumerate(INT_FIELDS)}
+    f.update({k: fbuf[foff[i] : foff[i + 1]] for i, k in enumerate(FLOAT_FIELDS)})
+    n_bins, n_pars, n_aux, ns_code, hs_code, max_fac = (int(v) for v in ibuf[:N_SCALARS])
+    if min(n_bins, n_pars, n_aux, max_fac) < 0:
+        raise bad("negative size in the header")
+    from ._kernels.interp import HISTOSYS_CODES, NORMSYS_CODES
+
+    if ns_code not in NORMSYS_CODES.values() or hs_code not in HISTOSYS_CODES.values():
+        raise bad("unknown interpolation code")
+    n_cells = f["nominal"].size
+
+    def ptr(name: str, n_rows: int, n_entries: int) -> None:
+        p = f[name]
+        if p.size != n_rows + 1 or p[0] != 0 or p[-1] != n_entries or np.any(np.diff(p) < 0):
+            raise bad(f"{name} does not partition {n_entries} entries into {n_rows} rows")
+
+    def idx(name: str, n: int, low: int = 0) -> None:
+        v = f[name]
+        if v.size and (v.min() < low or v.max() >= n):
+            raise bad(f"{name} holds an index outside [{low}, {n})")
+
+    def same(names: tuple[str, ...], n: int) -> None:
+        for k in names:
+            if f[k].size != n:
+                raise bad(f"{k} has {f[k].size} entries, expected {n}")
+
+    ptr("bin_ptr", n_bins, n_cells)
+    ptr("fac_ptr", n_cells, f["fac_par"].size)
+    ptr("add_ptr", n_cells, f["add_par"].size)
+    if n_cells and int(np.max(np.diff(f["fac_ptr"]))) > max_fac:
+        raise bad("a cell has more multiplicative entries than max_fac")
+    n_ns = f["ns_hi"].size
+    same(("fac_ref",), f["fac_par"].size)
+    same(("ns_lo",), n_ns)
+    same(("ns_coef",), 6 * n_ns)
+    same(("hs_up", "hs_dn"), f["add_par"].size)
+    same(("gauss_aux", "gauss_sigma"), f["gauss_par"].size)
+    same(("pois_aux", "pois_factor"), f["pois_par"].size)
+    for name in ("fac_par", "add_par", "gauss_par", "pois_par"):
+        idx(name, n_pars)
+    idx("fac_ref", n_ns, low=-1)
+    idx("gauss_aux", n_aux)
+    idx("pois_aux", n_aux)

@@ -11,11 +11,16 @@ from collections.abc import Iterable
 __all__ = [
     "HistgymError",
     "WorkspaceError",
+    "WorkspaceTypeError",
     "InvalidParameters",
     "InvalidData",
     "UnknownName",
+    "InvalidOption",
+    "InvalidOptionType",
+    "ResetNeeded",
     "FailedFit",
     "FitWarning",
+    "DegenerateModelWarning",
     "did_you_mean",
 ]
 
@@ -37,6 +42,11 @@ class WorkspaceError(HistgymError, ValueError):
         self.path = path
 
 
+class WorkspaceTypeError(WorkspaceError, TypeError):
+    """A workspace was given as an object of an unsupported type (not a dict, JSON text, a
+    path or a ``pyhf.Workspace``)."""
+
+
 class InvalidParameters(HistgymError, ValueError):
     """A parameter vector (or batch) has the wrong shape, or non-finite / out-of-range values."""
 
@@ -52,6 +62,28 @@ class UnknownName(HistgymError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class InvalidOption(HistgymError, ValueError):
+    """A keyword option (of an environment, a fit, an inference call) has an invalid value.
+
+    Attributes:
+        option: the name of the offending option.
+    """
+
+    def __init__(self, message: str, option: str = "") -> None:
+        super().__init__(message)
+        self.option = option
+
+
+class InvalidOptionType(InvalidOption, TypeError):
+    """A keyword option has the wrong type (e.g. the string ``"0.1"`` for a float, ``True``
+    for an integer); histgym never coerces such values silently."""
+
+
+class ResetNeeded(HistgymError, RuntimeError):
+    """An environment was stepped before ``reset()`` or after its episode ended (as
+    Gymnasium's ``OrderEnforcing`` wrapper raises ``gymnasium.error.ResetNeeded``)."""
+
+
 class FailedFit(HistgymError, RuntimeError):
     """A fit that an API cannot continue without did not converge. ``.result`` holds it."""
 
@@ -62,6 +94,11 @@ class FailedFit(HistgymError, RuntimeError):
 
 class FitWarning(RuntimeWarning):
     """A fit did not converge; the returned result has ``converged=False``."""
+
+
+class DegenerateModelWarning(FitWarning):
+    """A fit result is degenerate: a free parameter has no effect on the likelihood (a
+    singular Hessian), so its uncertainty is undefined; the result has ``converged=False``."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

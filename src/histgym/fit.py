@@ -23,7 +23,14 @@ from ._kernels.newton import (
     fit_with_covariance,
     free_covariance,
 )
-from .errors import FitWarning, InvalidParameters
+from .checks import check_bool, check_float, check_int, check_poi_value
+from .errors import (
+    DegenerateModelWarning,
+    FitWarning,
+    InvalidParameters,
+    UnknownName,
+    did_you_mean,
+)
 from .model import FloatArray, Model
 
 __all__ = ["FitResult", "fit", "fixed_poi_fit", "FixedLike"]
@@ -71,8 +78,16 @@ class FitResult:
         return 0.5 * self.twice_nll
 
     def __getitem__(self, name: str) -> tuple[float, float]:
-        """(best fit, uncertainty) of the parameter ``name``."""
-        i = self.parameter_names.index(name)
+        """(best fit, uncertainty) of the parameter ``name``.
+
+        Raises:
+            UnknownName: ``name`` is not a parameter of the model (a ``KeyError``).
+        """
+        try:
+            i = self.parameter_names.index(name)
+        except ValueError:
+            msg = f"unknown parameter {name!r}." + did_you_mean(str(name), self.parameter_names)
+            raise UnknownName(msg) from None
         return float(self.bestfit[i]), float(self.uncertainty[i])
 
 
@@ -85,9 +100,14 @@ def resolve_fixed(model: Model, fixed: FixedLike, init: FloatArray) -> npt.NDArr
         for name, value in fixed.items():
             i = model.index(name)
             mask[i] = True
-            init[i] = float(value)
+            init[i] = check_float(f"fixed[{name!r}]", value)
         return mask
-    mask = np.asarray(fixed, dtype=bool)
+    mask = np.asarray(fixed)
+    if mask.dtype != np.bool_:
+        if mask.dtype.kind not in "iu" or not np.all((mask == 0) | (mask == 1)):
+            msg = f"fixed must be a bool mask or a {{name: value}} mapping, got {mask.dtype} values"
+            raise InvalidParameters(msg)
+        mask = mask.astype(bool)
     if mask.shape != (model.n_params,):
         msg = f"fixed has shape {mask.shape} but the model has {model.n_params} parameters"
         raise InvalidParameters(msg)
@@ -98,11 +118,28 @@ def _bounds(model: Model, bounds: Any) -> tuple[FloatArray, FloatArray]:
     if bounds is None:
         return model._lower, model._upper
     else:
-        b = np.asarray(bounds, dtype=np.float64)
-        if b.shape != (model.n_params, 2) or np.any(b[:, 0] > b[:, 1]):
-            msg = f"bounds must have shape ({model.n_params}, 2) with lower <= upper"
-            raise InvalidParameters(msg)
+        b = check_bounds(model, bounds)
     return np.ascontiguousarray(b[:, 0]), np.ascontiguousarray(b[:, 1])
+
+
+def check_bounds(model: Model, bounds: Any) -> FloatArray:
+    """``bounds`` as float64 [n_params, 2], finite with lower <= upper.
+
+    Raises:
+        InvalidParameters: wrong shape, non-numeric, NaN/inf or inverted bounds.
+    """
+    try:
+        b = np.asarray(bounds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidParameters(f"bounds must be numbers of shape ({model.n_params}, 2)") from None
+    if b.shape != (model.n_params, 2):
+        msg = f"bounds have shape {b.shape}; the model needs ({model.n_params}, 2)"
+        raise InvalidParameters(msg)
+    bad = np.flatnonzero(~np.all(np.isfinite(b), axis=1) | (b[:, 0] > b[:, 1]))
+    if bad.size:
+        names = [model.parameter_names[i] for i in bad[:5]]
+        raise InvalidParameters(f"bounds must be finite with lower <= upper; bad for {names}")
+    return b
 
 
 def covariance_from_hessian(hess2: FloatArray, fixed: npt.NDArray[np.bool_]) -> FloatArray:
@@ -157,6 +194,9 @@ def fit(
         >>> result.converged, round(result["mu"][0], 4)
         (True, 1.0)
     """
+    max_iter = check_int("max_iter", max_iter, low=1)
+    tol = check_float("tol", tol, low=0.0, low_open=True)
+    warn = check_bool("warn", warn)
     d = model.check_data(data)
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
     mask = resolve_fixed(model, fixed, x0)
@@ -174,8 +214,20 @@ def fit(
         with _single_threaded_blas(n):
             status, f, n_iter, edm = fit_with_covariance(*args)
     converged = status == CONVERGED
+    message = STATUS_MESSAGES[status]
     if not np.isfinite(f):  # non-finite at the start: reported at the start, no covariance
         f = float(np.finfo(float).max)
+    if converged:
+        flat = degenerate_parameters(model, unc, mask)
+        if flat:
+            converged = False
+            message = (
+                f"degenerate: the free parameters {flat[:5]} have no effect on the likelihood "
+                "(singular Hessian); their uncertainties are undefined"
+            )
+            if warn:
+                warnings.warn(message, DegenerateModelWarning, stacklevel=2)
+                warn = False
     if not converged and warn:
         warnings.warn(
             f"fit did not converge: {STATUS_MESSAGES[status]} (edm={edm:.3g}, "
@@ -191,12 +243,86 @@ def fit(
         twice_nll=float(f),
         converged=bool(converged),
         status=int(status),
-        message=STATUS_MESSAGES[status],
+        message=message,
         n_iter=int(n_iter),
         edm=float(edm),
         fixed=mask,
         parameter_names=model.parameter_names,
     )
+
+
+def degenerate_parameters(
+    model: Model, uncertainty: FloatArray, fixed: npt.NDArray[np.bool_]
+) -> list[str]:
+    """Names of free parameters whose fitted uncertainty is 0 or not finite.
+
+    A free parameter with no effect on the likelihood makes the Hessian singular; the
+    covariance then reports 0 for it.  Such a fit is not a measurement of that parameter.
+    """
+    bad = ~fixed & ~(uncertainty > 0.0)
+    return [model.parameter_names[i] for i in np.flatnonzero(bad)]
+
+
+def check_poi_has_effect(model: Model, init: FloatArray) -> None:
+    """Refuse inference on a POI that does not change the expected main-bin yields.
+
+    Raises:
+        InvalidParameters: moving the POI by one unit from ``init`` changes no expected yield
+            (e.g. it multiplies only empty bins): no test statistic can constrain it.
+    """
+    poi = model.poi_index
+    if poi is None:
+        return
+    x = np.array(init, dtype=np.float64)
+    base = model.expected_data(x, include_auxdata=False)
+    x[poi] += 1.0
+    moved = model.expected_data(x, include_auxdata=False)
+    if np.array_equal(base, moved):
+        msg = (
+            f"the POI {model.poi_name!r} has no effect on the expected yields (it scales only "
+            "empty bins, or nothing): no limit or significance can be computed"
+        )
+        raise InvalidParameters(msg)
+
+
+def check_background_only_model(model: Model) -> None:
+    """Refuse discovery tests (q0) when the background-only model (POI = 0) predicts exactly no
+    events in a bin where every sample is scaled by the POI and some sample is non-empty.
+
+    The likelihood of the POI = 0 hypothesis is then 0 for any data there, so q0 and Z0 are
+    infinite; a fit cannot express that and would report about 1e154.
+
+    Raises:
+        InvalidParameters: naming the channel and bin.
+    """
+    from ._kernels.layout import field_slice
+
+    poi = model.poi_index
+    if poi is None:
+        return
+    ib = model.ibuf
+    fac_par = ib[field_slice("fac_par", ib)]
+    fac_ref = ib[field_slice("fac_ref", ib)]
+    fac_ptr = ib[field_slice("fac_ptr", ib)]
+    bin_ptr = ib[field_slice("bin_ptr", ib)]
+    nominal = model.fbuf[field_slice("nominal", ib)]
+    is_poi = np.concatenate([[0], np.cumsum((fac_par == poi) & (fac_ref < 0))])
+    cell_scaled = (is_poi[fac_ptr[1:]] - is_poi[fac_ptr[:-1]]) > 0
+    other = np.concatenate([[0], np.cumsum(~cell_scaled)])
+    nonzero = np.concatenate([[0], np.cumsum(nominal != 0.0)])
+    all_scaled = (other[bin_ptr[1:]] - other[bin_ptr[:-1]]) == 0
+    has_events = (nonzero[bin_ptr[1:]] - nonzero[bin_ptr[:-1]]) > 0
+    bad = np.flatnonzero(all_scaled & has_events)
+    if bad.size:
+        b = int(bad[0])
+        ch = next(c for c in model.channels if b < model.channel_slice(c).stop)
+        i = b - model.channel_slice(ch).start
+        msg = (
+            f"every sample in bin {i} of channel {ch!r} is scaled by the POI "
+            f"{model.poi_name!r}: the background-only model (POI = 0) predicts no events there, "
+            "so q0 and Z0 are infinite; a discovery test needs a background in every bin"
+        )
+        raise InvalidParameters(msg)
 
 
 def fixed_poi_fit(
@@ -209,7 +335,7 @@ def fixed_poi_fit(
     if model.poi_index is None:
         raise InvalidParameters("the model has no parameter of interest (measurement has no poi)")
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
-    x0[model.poi_index] = float(poi_value)
+    x0[model.poi_index] = check_poi_value(poi_value)
     fixed = kwargs.pop("fixed", None)
     mask = resolve_fixed(model, fixed, x0)
     mask[model.poi_index] = True

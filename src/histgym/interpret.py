@@ -24,6 +24,7 @@ import numpy as np
 
 from ._kernels.inference import ranking_fits, refit_start
 from ._kernels.newton import CONVERGED, newton_fit_batch
+from .checks import check_int
 from .errors import InvalidParameters, UnknownName, did_you_mean
 from .fit import FitResult, FixedLike, fit
 from .infer.results import RankingResult
@@ -253,8 +254,8 @@ def rank_impact(
         )
     if gpu:
         raise InvalidParameters("histgym has no GPU ranking; use gpu=False")
-    if top_n is not None and int(top_n) < 0:
-        raise InvalidParameters(f"top_n must be >= 0, got {top_n}")
+    if top_n is not None:
+        top_n = check_int("top_n", top_n, low=0)
     r = ranking(model, data, **kwargs)
     rows = [
         {

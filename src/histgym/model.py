@@ -28,7 +28,7 @@ from ._kernels.likelihood import (
     twice_nll_hess,
     twice_nll_models_batch,
 )
-from .compile import Compiled, SampleCells, compile_model, sample_cells
+from .compile import Compiled, SampleCells, check_packed, compile_model, sample_cells
 from .errors import InvalidData, InvalidParameters, UnknownName, did_you_mean
 from .workspace import WorkspaceLike, build_pyhf_model
 
@@ -58,7 +58,17 @@ class Model:
         self._compiled = compiled
         self._observed = np.ascontiguousarray(observed, dtype=np.float64)
         self._observed.setflags(write=False)
-        self.fbuf = compiled.fbuf if fbuf is None else fbuf
+        if fbuf is None:
+            check_packed(compiled.fbuf, compiled.ibuf)  # every stored index is in range
+            fbuf = compiled.fbuf
+        elif not (
+            isinstance(fbuf, np.ndarray) and fbuf.dtype == np.float64 and fbuf.ndim == 1
+            and fbuf.size == compiled.fbuf.size and fbuf.flags.c_contiguous
+        ):  # fmt: skip
+            raise InvalidParameters(
+                f"fbuf must be a C-contiguous float64 array of {compiled.fbuf.size} entries"
+            )
+        self.fbuf = fbuf
         self.ibuf = compiled.ibuf
         self.parameter_names: list[str] = list(config.par_names)
         self.poi_name: str | None = config.poi_name
@@ -71,6 +81,15 @@ class Model:
         self._upper = np.array([b[1] for b in config.suggested_bounds()], dtype=np.float64)
         self._init = np.array(config.suggested_init(), dtype=np.float64)
         self._fixed = np.array(config.suggested_fixed(), dtype=bool)
+        ib = self.ibuf
+        if (int(ib[0]), int(ib[1]), int(ib[2])) != (self.n_bins, self.n_params, self.n_aux):
+            raise InvalidParameters("the compiled model does not match its parameter layout")
+        if self._observed.shape != (self.n_data,):
+            msg = (
+                f"observed data have shape {self._observed.shape} but the model expects "
+                f"({self.n_data},): {self.n_bins} main bins + {self.n_aux} auxdata"
+            )
+            raise InvalidData(msg)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -157,7 +176,7 @@ class Model:
 
     def check_pars(self, pars: Any, *, name: str = "pars") -> FloatArray:
         """Return ``pars`` as float64 [n_params], or raise :class:`InvalidParameters`."""
-        arr = np.ascontiguousarray(pars, dtype=np.float64)
+        arr = _as_float64(pars, name, InvalidParameters)
         if arr.shape != (self.n_params,):
             msg = f"{name} has shape {arr.shape} but the model has {self.n_params} parameters"
             raise InvalidParameters(msg + f" (expected shape ({self.n_params},))")
@@ -170,7 +189,7 @@ class Model:
         """Return ``data`` (None = observed) as float64 [n_data], or raise :class:`InvalidData`."""
         if data is None:
             return self._observed
-        arr = np.ascontiguousarray(data, dtype=np.float64)
+        arr = _as_float64(data, "data", InvalidData)
         if arr.shape == (self.n_bins,) and self.n_aux:
             msg = (
                 f"data has {self.n_bins} entries: the main bins only; append the "
@@ -218,18 +237,23 @@ class Model:
     def twice_nll(self, pars: Any, data: Any = None) -> float:
         """-2 ln L, equal to ``-2 * pyhf_model.logpdf(pars, data)`` (all constants included).
 
-        ``+inf`` where a bin with data has a non-positive expected yield (pyhf: NaN).
+        ``+inf`` where a bin with data has a non-positive expected yield (pyhf: NaN), and
+        where finite parameters are so extreme that an expected yield overflows (never NaN).
 
         Raises:
             InvalidParameters: ``pars`` has the wrong shape or non-finite values.
             InvalidData: ``data`` has the wrong shape, NaN or negative main bins.
         """
-        p = np.ascontiguousarray(pars, dtype=np.float64)
+        p = pars
+        if not (type(p) is np.ndarray and p.dtype == np.float64 and p.flags.c_contiguous):
+            p = _as_float64(pars, "pars", InvalidParameters)
         if p.shape != (self.n_params,):
             self.check_pars(p)  # raises with the expected shape
         value = float(twice_nll(p, self.check_data(data), self.fbuf, self.ibuf))
         if not math.isfinite(value):  # validate only here: non-finite pars make it inf or NaN
             self.check_pars(p)
+            if math.isnan(value):  # finite pars so large that an expected yield overflows
+                return math.inf
         return value
 
     def nll(self, pars: Any, data: Any = None) -> float:
@@ -257,7 +281,7 @@ class Model:
 
     # ------------------------------------------------------------------ batches
     def _batch(self, pars: Any, data: Any) -> tuple[FloatArray, FloatArray]:
-        p = np.ascontiguousarray(pars, dtype=np.float64)
+        p = _as_float64(pars, "pars", InvalidParameters)
         if p.ndim != 2 or p.shape[1] != self.n_params:
             msg = f"batched pars must have shape (N, {self.n_params}), got {p.shape}"
             raise InvalidParameters(msg)
@@ -267,7 +291,7 @@ class Model:
             d1 = self.check_data(data)
             d = np.broadcast_to(d1, (p.shape[0], d1.size))
         else:
-            d = np.ascontiguousarray(data, dtype=np.float64)
+            d = _as_float64(data, "data", InvalidData)
             if d.shape != (p.shape[0], self.n_data):
                 raise InvalidData(f"batched data must have shape ({p.shape[0]}, {self.n_data}), got {d.shape}")
             for row in d:
@@ -294,7 +318,7 @@ class Model:
 
         ``yields`` is [N, n_channel_bins]; modifier semantics as :meth:`with_sample_yields`.
         """
-        y = np.ascontiguousarray(yields, dtype=np.float64)
+        y = _as_float64(yields, "yields", InvalidParameters)
         nb = self.channel_slice(channel).stop - self.channel_slice(channel).start
         if y.ndim != 2 or y.shape[1] != nb:
             raise InvalidParameters(f"yields must have shape (N, {nb}), got {y.shape}")
@@ -311,6 +335,7 @@ class Model:
         """-2 ln L [N] with ``sample``'s yields replaced by row i of ``yields`` [N, bins] at pars[i]."""
         bufs = self.sample_yields_buffers(channel, sample, yields)
         p, d = self._batch(pars, data)
+        _same_rows(bufs, p)
         out = np.empty(p.shape[0])
         twice_nll_models_batch(p, d, bufs, self.ibuf, out)
         return out
@@ -321,6 +346,7 @@ class Model:
         """(-ln L [N], gradient [N, n_params]) with per-row replaced yields of ``sample``."""
         bufs = self.sample_yields_buffers(channel, sample, yields)
         p, d = self._batch(pars, data)
+        _same_rows(bufs, p)
         out = np.empty(p.shape[0])
         g = np.empty_like(p)
         twice_nll_grad_models_batch(p, d, bufs, self.ibuf, out, g)
@@ -347,7 +373,7 @@ class Model:
         staterror widths are recomputed as pyhf computes them.
         """
         ctl = self.sample_control(channel, sample)
-        y = np.ascontiguousarray(yields, dtype=np.float64)
+        y = _as_float64(yields, "yields", InvalidParameters)
         if y.shape != ctl.cells.nominal.shape:
             msg = f"yields for {sample!r} in {channel!r} must have shape {ctl.cells.nominal.shape}, got {y.shape}"
             raise InvalidParameters(msg)
@@ -367,6 +393,26 @@ class Model:
         except KeyError:
             msg = f"unknown parameter {name!r}." + did_you_mean(name, self.parameter_names)
             raise UnknownName(msg) from None
+
+
+def _as_float64(x: Any, name: str, exc: type[Exception]) -> FloatArray:
+    """``x`` as a C-contiguous float64 array; real dtypes of any width or byte order are
+    converted, anything else (strings, objects, complex) raises ``exc`` naming ``name``."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous:
+        return x
+    try:
+        a = np.asarray(x)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"dtype {a.dtype}")
+        return np.ascontiguousarray(a, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise exc(f"{name} must be an array of real numbers ({err})") from None
+
+
+def _same_rows(bufs: FloatArray, pars: FloatArray) -> None:
+    if bufs.shape[0] != pars.shape[0]:
+        msg = f"yields have {bufs.shape[0]} rows but pars {pars.shape[0]}: one per batch row"
+        raise InvalidParameters(msg)
 
 
 def _check_yields(y: FloatArray, channel: str, sample: str) -> None:
@@ -433,9 +479,9 @@ def from_pyhf(
         >>> import histgym
         >>> model = histgym.from_pyhf(histgym.example_workspace())
         >>> model.parameter_names
-        ['bkg_norm', 'mu']
+        ['mu', 'bkg_norm']
         >>> round(model.twice_nll(model.suggested_init()), 6)
-        37.017587
+        35.582271
     """
     _, spec, config, observed = build_pyhf_model(
         workspace, measurement=measurement, patches=patches, modifier_settings=modifier_settings

@@ -109,6 +109,7 @@ def train_ppo(
     try:
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.logger import Logger
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ImportError(
             "histgym train needs stable-baselines3: pip install torch==2.13.0 'histgym[train]'"
@@ -134,6 +135,7 @@ def train_ppo(
     options = dict(learning_rate=3e-4, n_steps=128, batch_size=64, n_epochs=10)
     options.update(ppo_kwargs or {})
     agent = PPO("MlpPolicy", vec_env, verbose=0, seed=seed, device="cpu", **options)
+    agent.set_logger(Logger(folder=None, output_formats=[]))  # SB3 would mkdir an empty SB3-<time> temp folder
     t0 = time.perf_counter()
     agent.learn(total_timesteps=int(total_timesteps))
     seconds = time.perf_counter() - t0

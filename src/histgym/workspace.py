@@ -8,7 +8,6 @@ re-raised as :class:`histgym.WorkspaceError` naming the JSON path or the unknown
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,44 +17,119 @@ import jsonpatch
 import pyhf
 import pyhf.exceptions
 
-from .errors import UnknownName, WorkspaceError, did_you_mean
+from . import spec_checks
+from .errors import UnknownName, WorkspaceError, WorkspaceTypeError, did_you_mean
 
-__all__ = ["WorkspaceLike", "read_spec", "build_pyhf_model"]
+__all__ = ["WorkspaceLike", "read_json", "read_spec", "load_workspace", "build_pyhf_model"]
 
 #: What histgym accepts as a workspace: a dict, JSON text, a path, or a ``pyhf.Workspace``.
 WorkspaceLike = Union[Mapping[str, Any], str, os.PathLike, "pyhf.Workspace"]
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of :func:`json.loads`: refuse duplicate keys (JSON allows them,
+    Python would keep the last one silently)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        keys = [k for k, _ in pairs]
+        raise _DuplicateKey(f"duplicate key {dup!r} in a JSON object with keys {keys[:8]}")
+    return d
+
+
 def _load_json_text(text: str, origin: str) -> Any:
+    if not text.strip():
+        raise WorkspaceError(f"{origin} is empty")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         msg = f"{origin} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
         raise WorkspaceError(msg) from err
+    except _DuplicateKey as err:
+        raise WorkspaceError(f"{origin} is ambiguous: {err}") from None
+    except RecursionError as err:
+        raise WorkspaceError(f"{origin} is nested too deeply to be a workspace") from err
+    except ValueError as err:  # e.g. an integer literal beyond Python's digit limit
+        raise WorkspaceError(f"{origin} is not usable JSON: {err}") from err
+
+
+def _read_file(path: Path, what: str) -> str:
+    name = repr(str(path))
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkspaceError(f"{what} file {name} does not exist") from None
+    except IsADirectoryError:
+        raise WorkspaceError(f"{what} path {name} is a directory, not a JSON file") from None
+    except OSError as err:
+        raise WorkspaceError(f"cannot read {what} file {name}: {err.strerror or err}") from err
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        msg = (
+            f"{what} file {name} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+            f"{err.start}); JSON workspaces must be UTF-8"
+        )
+        raise WorkspaceError(msg) from None
 
 
 def read_json(source: Any, what: str = "workspace") -> Any:
-    """Parse ``source`` (a mapping/list, JSON text or a path to a JSON file) into Python data."""
+    """Parse ``source`` into Python data: the one reader of JSON input in histgym.
+
+    Args:
+        source: a mapping or list (returned as is), JSON text (``str`` starting with ``{`` or
+            ``[``, or ``bytes``), or the path (``str`` / ``os.PathLike``) of a UTF-8 JSON file.
+        what: what is being read, for messages (``"workspace"``, ``"patch"``).
+
+    Raises:
+        WorkspaceError: missing file, a directory, unreadable or non-UTF-8 file, empty or
+            invalid JSON, duplicate keys in an object, absurd nesting, an unsupported type.
+            The message names the file.
+    """
     if isinstance(source, (Mapping, list)):
         return source
+    if isinstance(source, (bytes, bytearray)):
+        try:
+            source = bytes(source).decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise WorkspaceError(f"the {what} bytes are not UTF-8 JSON text: {err}") from None
+        return _load_json_text(source, f"the {what} text")
     if isinstance(source, (str, os.PathLike)):
-        text = str(source) if isinstance(source, str) else None
+        text = source if isinstance(source, str) else None
+        if text is not None and not text.strip():
+            raise WorkspaceError(f"the {what} is an empty string (neither JSON text nor a path)")
         if text is not None and text.lstrip()[:1] in ("{", "["):
             return _load_json_text(text, f"the {what} text")
-        path = Path(source)
-        if not path.is_file():
+        try:
+            path = Path(source)
+            exists = path.exists()
+        except (OSError, ValueError):  # name too long, embedded NUL byte
+            exists = False
+        if not exists:
             msg = (
                 f"the {what} {str(source)[:80]!r} is neither JSON text (it does not start "
                 "with '{' or '[') nor the path of an existing file"
             )
             raise WorkspaceError(msg)
-        return _load_json_text(path.read_text(), f"{what} file {str(path)!r}")
-    msg = f"cannot read a {what} from an object of type {type(source).__name__}"
-    raise WorkspaceError(msg)
+        return _load_json_text(_read_file(path, what), f"{what} file {str(path)!r}")
+    msg = (
+        f"the {what} must be a dict, JSON text (str or bytes), a path or a pyhf.Workspace; "
+        f"got an object of type {type(source).__name__}"
+    )
+    raise WorkspaceTypeError(msg)
 
 
 def read_spec(workspace: WorkspaceLike) -> dict[str, Any]:
-    """Return the workspace specification as a plain dict (not yet validated)."""
+    """Return the workspace specification as a plain dict (not yet validated).
+
+    Raises:
+        WorkspaceError: as :func:`read_json`, or the JSON is not an object.
+    """
     if isinstance(workspace, pyhf.Workspace):
         return dict(workspace)
     spec = read_json(workspace)
@@ -63,6 +137,21 @@ def read_spec(workspace: WorkspaceLike) -> dict[str, Any]:
         msg = f"a workspace must be a JSON object, got a JSON {type(spec).__name__}"
         raise WorkspaceError(msg)
     return dict(spec)
+
+
+def load_workspace(workspace: WorkspaceLike) -> dict[str, Any]:
+    """The workspace as an independent JSON dict (a deep copy; the environments keep it).
+
+    Raises:
+        WorkspaceError: as :func:`read_spec`, or the dict holds values JSON cannot represent.
+    """
+    spec = read_spec(workspace)
+    try:
+        return dict(json.loads(json.dumps(spec)))
+    except RecursionError as err:
+        raise WorkspaceError("the workspace is nested too deeply to be a workspace") from err
+    except (TypeError, ValueError) as err:
+        raise WorkspaceError(f"the workspace holds a value JSON cannot represent: {err}") from err
 
 
 def _to_patch(patch: Any) -> Any:
@@ -87,6 +176,10 @@ def _to_patch(patch: Any) -> Any:
 
 
 def _validate(spec: Mapping[str, Any]) -> pyhf.Workspace:
+    version = spec.get("version")
+    if version is not None and not isinstance(version, str):
+        msg = f"workspace 'version' must be a string such as '1.0.0', got {version!r:.40} (version)"
+        raise WorkspaceError(msg, path="version")
     try:
         return pyhf.Workspace(spec)
     except pyhf.exceptions.InvalidSpecification as err:
@@ -96,28 +189,12 @@ def _validate(spec: Mapping[str, Any]) -> pyhf.Workspace:
         raise WorkspaceError(msg, path=path) from err
     except (pyhf.exceptions.InvalidWorkspaceOperation, pyhf.exceptions.InvalidModel) as err:
         raise WorkspaceError(f"invalid workspace: {err}") from err
-
-
-def _check_numbers(spec: Mapping[str, Any]) -> None:
-    """Reject NaN/inf anywhere in sample data and NaN/inf/negative observations."""
-    for ic, channel in enumerate(spec.get("channels", [])):
-        for isamp, sample in enumerate(channel.get("samples", [])):
-            where = f"channels[{ic}].samples[{isamp}]"
-            for ib, v in enumerate(sample.get("data", [])):
-                if not math.isfinite(v):
-                    msg = (
-                        f"sample {sample.get('name')!r} of channel {channel.get('name')!r} has a "
-                        f"non-finite yield {v} in bin {ib} ({where}.data[{ib}])"
-                    )
-                    raise WorkspaceError(msg, path=f"{where}.data[{ib}]")
-    for io, obs in enumerate(spec.get("observations", [])):
-        for ib, v in enumerate(obs.get("data", [])):
-            if not math.isfinite(v) or v < 0:
-                msg = (
-                    f"observation of channel {obs.get('name')!r} has an invalid count {v} in bin "
-                    f"{ib} (observations[{io}].data[{ib}]): counts must be finite and >= 0"
-                )
-                raise WorkspaceError(msg, path=f"observations[{io}].data[{ib}]")
+    except RecursionError as err:
+        raise WorkspaceError("the workspace is nested too deeply to be a workspace") from err
+    except (TypeError, KeyError, AttributeError, ValueError) as err:  # pyhf on odd structures
+        if isinstance(err, WorkspaceError):
+            raise
+        raise WorkspaceError(f"invalid workspace (pyhf: {type(err).__name__}: {err})") from err
 
 
 def build_pyhf_model(
@@ -144,8 +221,14 @@ def build_pyhf_model(
     from .layout import model_config
 
     ws = _validate(read_spec(workspace))
-    _check_numbers(ws)
+    spec_checks.check_observations(ws)
+    observed_by = {o["name"]: o["data"] for o in ws.get("observations", [])}
+    spec_checks.check_model_spec(ws, observed_by)
     names = [m["name"] for m in ws.get("measurements", [])]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            path = f"measurements[{i}].name"
+            raise WorkspaceError(f"measurement {name!r} is defined twice ({path})", path=path)
     if measurement is not None and measurement not in names:
         msg = f"unknown measurement {measurement!r}; the workspace has {names}."
         raise UnknownName(msg + did_you_mean(measurement, names))
@@ -171,8 +254,17 @@ def build_pyhf_model(
             raise WorkspaceError(msg, path=path) from err
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
             raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
-        _check_numbers(modelspec)
-    config = model_config(modelspec, meas["config"]["poi"], modifier_settings)
+        spec_checks.check_model_spec(modelspec, observed_by)
+    ppath = f"measurements[{names.index(meas['name'])}].config.parameters"
+    spec_checks.check_parameter_numbers(modelspec.get("parameters", []), ppath)
+    spec_checks.check_lumi(modelspec, ppath)
+    try:
+        config = model_config(modelspec, meas["config"]["poi"], modifier_settings)
+    except (TypeError, KeyError, ValueError) as err:
+        if isinstance(err, WorkspaceError):
+            raise
+        raise WorkspaceError(f"invalid model (pyhf: {type(err).__name__}: {err})") from err
+    spec_checks.check_measurement_config(modelspec.get("parameters", []), config, ppath)
     try:
         observed = sum((ws.observations[c] for c in config.channels), [])
     except KeyError as err:

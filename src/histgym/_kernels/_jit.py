@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import os
+import threading
+from typing import Any, Callable
+
 import numba
 
 #: Serial kernels: cached on disk, numpy error model (no exceptions from floats), no fastmath.
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-#: Batched drivers, parallel over the batch axis with ``numba.prange``.
-jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 #: Small helpers inlined at numba IR level into their callers.
 jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+_jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+
+
+def workqueue_only() -> bool:
+    """True when numba's parallel kernels run on the ``workqueue`` threading layer.
+
+    That happens where neither TBB nor OpenMP is available (or ``NUMBA_THREADING_LAYER`` asks
+    for it).  ``workqueue`` is not thread-safe: two Python threads launching parallel kernels
+    at once abort the process.  histgym then serialises its parallel kernel launches with a
+    lock (:func:`jit_parallel`); with TBB or OpenMP nothing changes.
+    """
+    layer = str(os.environ.get("NUMBA_THREADING_LAYER", "default")).lower()
+    if layer == "workqueue":
+        return True
+    if layer not in ("default", "", "safe", "threadsafe", "forksafe"):
+        return False  # tbb or omp chosen explicitly
+    candidates = {"safe": ("tbbpool",), "forksafe": ("tbbpool", "omppool")}
+    for mod in candidates.get(layer, ("tbbpool", "omppool")):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{mod}")
+            return False
+        except ImportError:
+            continue
+    return True
+
+
+_WORKQUEUE = workqueue_only()
+_LAUNCH_LOCK = threading.RLock()
+
+
+def jit_parallel(fn: Callable[..., Any]) -> Any:
+    """Batched drivers, parallel over the batch axis with ``numba.prange``.
+
+    Under the ``workqueue`` threading layer (see :func:`workqueue_only`) the compiled driver
+    is wrapped so that concurrent launches from several Python threads wait for each other
+    instead of aborting the process; the compiled dispatcher stays at ``.dispatcher``.
+    """
+    dispatcher = _jit_parallel(fn)
+    if not _WORKQUEUE:
+        return dispatcher
+
+    @functools.wraps(fn)
+    def locked(*args: Any) -> Any:
+        with _LAUNCH_LOCK:
+            return dispatcher(*args)
+
+    locked.dispatcher = dispatcher  # type: ignore[attr-defined]
+    return locked

@@ -96,6 +96,8 @@ def _apply_action(action, yields, cfg_i, cfg_f):
     hi = cfg_f[CF_CMAX]
     for i in range(n):
         if cfg_i[CI_MODE] == 0:
+            if yields[i] == 0.0:  # a multiplicative update keeps an empty bin empty
+                continue
             v = yields[i] * math.exp(scale * action[i])
         else:
             v = yields[i] + scale * action[i]
@@ -110,7 +112,8 @@ def _apply_action(action, yields, cfg_i, cfg_f):
             tot += yields[i]
         f = cfg_f[CF_TOTAL] / tot
         for i in range(n):
-            yields[i] = min(max(yields[i] * f, lo), hi)
+            if yields[i] != 0.0:
+                yields[i] = min(max(yields[i] * f, lo), hi)
 
 
 @jit_inline

@@ -10,9 +10,7 @@ kernel in ``histgym._kernels.env_step``; this module only builds its arguments.
 from __future__ import annotations
 
 import json
-import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .._kernels import env_step as K
-from ..errors import InvalidParameters, UnknownName, did_you_mean
+from ..checks import check_bool, check_choice, check_float, check_int
+from ..errors import InvalidOption, InvalidParameters, UnknownName, did_you_mean
 from ..model import Model, from_pyhf
+from ..workspace import load_workspace as _load_workspace
 
 __all__ = ["EnvParams", "EnvState", "REWARD_METRICS", "ACTION_MODES", "build_params"]
 
@@ -36,30 +36,13 @@ _METRIC_CODE = {"nll": K.M_NLL, "q0": K.M_Q0, "z0": K.M_Z0, "qmu": K.M_QMU, "zmu
 
 
 def _choice(kind: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        msg = f"unknown {kind} {value!r}; expected one of {list(choices)}."
-        raise ValueError(msg + did_you_mean(str(value), [str(c) for c in choices]))
+    check_choice(kind, value, choices)
 
 
 def load_workspace(workspace: Any) -> dict[str, Any]:
-    """Return the workspace as a JSON dict (from a dict, JSON text, a path or a pyhf.Workspace).
-
-    A ``pyhf.Workspace`` is a ``dict`` subclass, so the mapping branch covers it.
-    """
-    if isinstance(workspace, Mapping):
-        return json.loads(json.dumps(dict(workspace)))
-    if isinstance(workspace, (bytes, bytearray)):
-        workspace = workspace.decode()
-    if isinstance(workspace, str) and workspace.lstrip().startswith("{"):
-        return dict(json.loads(workspace))
-    if isinstance(workspace, (str, os.PathLike)):
-        with open(workspace, encoding="utf-8") as fh:
-            return dict(json.load(fh))
-    msg = (
-        f"workspace must be a dict, JSON text, a path or a pyhf.Workspace, "
-        f"got {type(workspace).__name__}"
-    )
-    raise TypeError(msg)
+    """The workspace as an independent JSON dict: :func:`histgym.workspace.load_workspace`
+    (dict, JSON text or bytes, a path or a ``pyhf.Workspace``; ``WorkspaceError`` otherwise)."""
+    return _load_workspace(workspace)
 
 
 class EnvState:
@@ -194,18 +177,16 @@ def build_params(
     _choice("data", data, DATA_MODES)
     _choice("reward_mode", reward_mode, REWARD_MODES)
     _choice("budget", budget, BUDGETS)
-    if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if not (math.isfinite(float(action_scale)) and float(action_scale) > 0.0):
-        raise ValueError(f"action_scale must be finite and > 0, got {action_scale!r}")
-    if not (math.isfinite(float(init_noise)) and float(init_noise) >= 0.0):
-        raise ValueError(f"init_noise must be finite and >= 0, got {init_noise!r}")
-    if not (0.0 < float(clip_min) < float(clip_max) and math.isfinite(float(clip_max))):
-        raise ValueError(f"need 0 < clip_min < clip_max < inf, got {clip_min!r}, {clip_max!r}")
-    if reward_metric in ("qmu", "zmu") and not (math.isfinite(mu_test) and mu_test >= 0.0):
-        raise ValueError(f"mu_test must be finite and >= 0, got {mu_test!r}")
-    if not (int(mle_max_iter) > 0 and float(mle_tol) > 0.0):
-        raise ValueError("mle_max_iter must be > 0 and mle_tol > 0")
+    max_steps = check_int("max_steps", max_steps, low=1)
+    action_scale = check_float("action_scale", action_scale, low=0.0, low_open=True)
+    init_noise = check_float("init_noise", init_noise, low=0.0)
+    clip_min = check_float("clip_min", clip_min, low=0.0, low_open=True)
+    clip_max = check_float("clip_max", clip_max, low=clip_min, low_open=True)
+    mu_test = check_float("mu_test", mu_test, low=0.0 if reward_metric in ("qmu", "zmu") else None)
+    mle_max_iter = check_int("mle_max_iter", mle_max_iter, low=1)
+    mle_tol = check_float("mle_tol", mle_tol, low=0.0, low_open=True)
+    check_int("mle_m", mle_m, low=1)
+    return_gradient = check_bool("return_gradient", return_gradient)
     del mle_m  # accepted for compatibility with the reference (an L-BFGS memory size)
 
     spec = load_workspace(workspace)
@@ -220,14 +201,31 @@ def build_params(
     profiled = reward_metric != "nll"
     poi = model.poi_index
     if profiled and poi is None:
-        raise ValueError(f"reward_metric={reward_metric!r} needs a parameter of interest")
+        msg = f"reward_metric={reward_metric!r} needs a parameter of interest (the measurement has none)"
+        raise InvalidOption(msg, option="reward_metric")
+    if profiled and model.suggested_fixed()[poi]:
+        msg = (
+            f"reward_metric={reward_metric!r} profiles the POI {model.poi_name!r}, but the "
+            "measurement fixes it; unfix it (histgym.infer and pyhf refuse a fixed POI too)"
+        )
+        raise InvalidOption(msg, option="reward_metric")
 
     ctl = model.sample_control(channel, sample)
     c = ctl.cells
     base = np.array(model.sample_yields(channel, sample), dtype=np.float64)
     if base.size == 0:
-        raise ValueError(f"sample {sample!r} in channel {channel!r} has no bins")
-    base = np.clip(base, clip_min, clip_max)
+        raise InvalidOption(f"sample {sample!r} in channel {channel!r} has no bins", option="sample")
+    # nominal yields are not clipped: a bin at exactly 0 stays 0 (see clip_yields)
+    if np.any(base > clip_max) or np.any((base > 0) & (base < clip_min)):
+        bad = np.flatnonzero((base > clip_max) | ((base > 0) & (base < clip_min)))[:5].tolist()
+        msg = (
+            f"the nominal yields of {sample!r} in {channel!r} lie outside [clip_min, clip_max] = "
+            f"[{clip_min}, {clip_max}] in bins {bad}; widen the clip range"
+        )
+        raise InvalidOption(msg, option="clip_min" if base[bad[0]] < clip_min else "clip_max")
+    if budget == "total" and not base.sum() > 0.0:
+        msg = f"budget='total' needs a positive total yield of {sample!r} in {channel!r}"
+        raise InvalidOption(msg, option="budget")
     ctl_i = np.concatenate(
         [
             np.array(
@@ -315,32 +313,82 @@ def build_params(
     )
 
 
+def check_state(
+    params: EnvParams, S: Any, step: Any, sizes: Any, *, n: int
+) -> EnvState:
+    """An :class:`EnvState` over ``S`` after checking it fits ``params`` (e.g. when unpickling):
+    the kernels index ``S`` by the sizes in ``params``, so a foreign state must not reach them.
+
+    Raises:
+        InvalidParameters: wrong dtype, shape or sizes.
+    """
+    S = np.asarray(S)
+    step = np.asarray(step)
+    n_state = params.new_state(1).S.shape[1]
+    if (
+        S.dtype != np.float64 or S.shape != (n, n_state) or not S.flags.c_contiguous
+        or step.dtype != np.int64 or step.shape != (n,) or tuple(sizes) != params.sizes
+    ):  # fmt: skip
+        msg = (
+            f"environment state does not fit this environment: S {S.dtype} {S.shape}, step "
+            f"{step.dtype} {step.shape}, sizes {tuple(sizes)}; expected float64 ({n}, {n_state}),"
+            f" int64 ({n},), {params.sizes}"
+        )
+        raise InvalidParameters(msg)
+    return EnvState(S, step, params.sizes)
+
+
 def start_yields(params: EnvParams, rng: np.random.Generator) -> FloatArray:
     """Initial yields of an episode: nominal, times ``exp(N(0, init_noise))`` per bin."""
     base = params.base_yields.copy()
     noise = params.options["init_noise"]
     if noise > 0.0:
         base = base * np.exp(rng.normal(0.0, noise, size=base.shape))
-    base = np.clip(base, params.options["clip_min"], params.options["clip_max"])
+    base = clip_yields(params, base)
     if params.options["budget"] == "total":
-        base = np.clip(base * (params.total / base.sum()), params.options["clip_min"],
-                       params.options["clip_max"])
+        base = clip_yields(params, base * (params.total / base.sum()))
     return base
+
+
+def clip_yields(params: EnvParams, yields: FloatArray) -> FloatArray:
+    """Clip yields to ``[clip_min, clip_max]``, except that a yield of exactly 0 stays 0.
+
+    An empty bin of the nominal sample stays empty under ``logmul`` updates: it contributes
+    nothing to the likelihood when its data are 0 too (pyhf's convention), whereas clipping
+    it to ``clip_min`` would put a signal into a bin without background.
+    """
+    lo, hi = params.options["clip_min"], params.options["clip_max"]
+    return np.where(yields == 0.0, 0.0, np.clip(yields, lo, hi))
 
 
 def check_yields(params: EnvParams, yields: Any) -> FloatArray:
     """Validate user-given yields (float [n_y], finite, >= 0) and clip them to the box."""
-    y = np.asarray(yields, dtype=np.float64)
+    y = _float_array(yields, "yields")
     if y.shape != (params.n_y,):
         raise InvalidParameters(f"yields have shape {y.shape}; expected ({params.n_y},)")
     if not np.all(np.isfinite(y)) or np.any(y < 0):
-        raise InvalidParameters("yields must be finite and >= 0")
-    return np.clip(y, params.options["clip_min"], params.options["clip_max"])
+        bad = np.flatnonzero(~np.isfinite(y) | (y < 0))[:5].tolist()
+        raise InvalidParameters(f"yields must be finite and >= 0; bad bins {bad}")
+    return clip_yields(params, y)
+
+
+def _float_array(x: Any, name: str) -> FloatArray:
+    """``x`` as a C-contiguous float64 array: any real dtype or byte order (float16,
+    longdouble, big-endian) is converted here, at the boundary; strings, objects and complex
+    numbers raise :class:`InvalidParameters`."""
+    try:
+        a = np.asarray(x)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(a.dtype)
+        return np.ascontiguousarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        msg = f"{name} must be an array of real numbers, got {type(x).__name__}"
+        raise InvalidParameters(msg + (f" of dtype {err}" if isinstance(err, TypeError) else "")) from None
 
 
 def check_action(action: Any, n_y: int) -> FloatArray:
     """Return ``action`` as float64 [n_y], or raise ``ValueError`` (shape, NaN/inf)."""
-    a = np.asarray(action, dtype=np.float64)
+    a = _float_array(action, "action")
     if a.shape != (n_y,):
         raise InvalidParameters(f"action has shape {a.shape}; expected ({n_y},)")
     if not np.all(np.isfinite(a)):

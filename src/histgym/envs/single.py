@@ -12,7 +12,8 @@ import numpy.typing as npt
 from gymnasium import spaces
 
 from .._kernels import env_step as K
-from ..errors import InvalidParameters
+from ..checks import check_choice, check_seed
+from ..errors import InvalidOption, InvalidOptionType, InvalidParameters, ResetNeeded
 from ..model import Model
 from . import core
 
@@ -32,8 +33,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     shapesys relative uncertainties); :meth:`workspace` exports the current state.
 
     ## Observation Space
-    ``Box(clip_min, clip_max, (n_bins,), float64)``: the current yields (events) of the
-    controlled sample in the channel's bins.
+    ``Box(0, clip_max, (n_bins,), float64)``: the current yields (events) of the controlled
+    sample in the channel's bins, each in ``[clip_min, clip_max]`` or exactly 0: a bin whose
+    nominal yield is 0 is not clipped and stays empty under ``logmul`` updates.
 
     ## Action Space
     ``Box(-1, 1, (n_bins,), float32)``. ``action_mode="logmul"``: ``y <- clip(y * exp(scale * a))``;
@@ -127,10 +129,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         if workspace is None:
             workspace = workspace_json
         if workspace is None:
-            raise TypeError("HistFactoryEnv needs a workspace (dict, JSON text, path)")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            msg = f"render_mode must be one of {self.metadata['render_modes']} or None"
-            raise ValueError(f"{msg}, got {render_mode!r}")
+            msg = "HistFactoryEnv needs a workspace (dict, JSON text, path, pyhf.Workspace)"
+            raise InvalidOptionType(msg, option="workspace")
+        check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
         self._init_kwargs: dict[str, Any] = dict(
             channel=channel, sample=sample, reward_metric=reward_metric, mu_test=mu_test,
             max_steps=max_steps, action_scale=action_scale, action_mode=action_mode,
@@ -150,7 +151,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self.budget = budget
         self.return_gradient = bool(return_gradient)
         self.observation_space = spaces.Box(
-            low=float(clip_min), high=float(clip_max), shape=(p.n_y,), dtype=np.float64
+            low=0.0, high=p.options["clip_max"], shape=(p.n_y,), dtype=np.float64
         )
         self.action_space = spaces.Box(low=-1.0, high=1.0, shape=(p.n_y,), dtype=np.float32)
         self._shape = (p.n_y,)
@@ -213,16 +214,21 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
                 nominal ones (finite, >= 0; clipped to ``[clip_min, clip_max]``); other keys
                 raise ``ValueError``.
         """
+        seed = check_seed("seed", seed)
+        if options is not None and not isinstance(options, dict):
+            raise InvalidOptionType(f"options must be a dict or None, got {type(options).__name__}",
+                                    option="options")
         super().reset(seed=seed)
         if seed is not None:
-            self.action_space.seed(int(seed))
+            self.action_space.seed(seed)
         opts = dict(options or {})
         if "yields" in opts:
             y0 = core.check_yields(self._params, opts.pop("yields"))
         else:
             y0 = core.start_yields(self._params, self.np_random)
         if opts:
-            raise ValueError(f"unknown reset options {sorted(opts)}; known: ['yields']")
+            msg = f"unknown reset options {sorted(map(str, opts))}; known: ['yields']"
+            raise InvalidOption(msg, option="options")
         self._reset_core(y0)
         self._started = True
         info = self._info()
@@ -236,11 +242,17 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         """Apply ``action`` (float [n_bins]); return ``(obs, reward, terminated, truncated, info)``.
 
         Raises:
-            ValueError: the action has the wrong shape or non-finite entries.
+            InvalidParameters: the action has the wrong shape, a non-real dtype or non-finite
+                entries (a ``ValueError``).
+            ResetNeeded: called before :meth:`reset` or after the episode was truncated
+                (a ``RuntimeError``, as Gymnasium's ``OrderEnforcing`` raises).
         """
+        if not self._started or self._t >= self.max_steps:
+            raise ResetNeeded(self._order_message())
         a = action
-        if type(a) is not np.ndarray or a.dtype.kind != "f":  # float32/64 arrays go as they are
-            a = np.asarray(action, dtype=np.float64)
+        if type(a) is not np.ndarray or a.dtype.char not in "fd" or not a.dtype.isnative:
+            # float32/64 arrays go as they are; float16, longdouble, byte-swapped, lists: here
+            a = core.check_action(action, self._shape[0])
         if a.shape != self._shape:
             raise InvalidParameters(f"action has shape {a.shape}; expected {self._shape}")
         if K.env_step(a, self._S, self._P, self._Q, self._ibuf):
@@ -249,6 +261,14 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._t += 1
         info = self._info()
         return self._y.copy(), info.pop("value_reward"), False, self._t >= self.max_steps, info
+
+    def _order_message(self) -> str:
+        if not self._started:
+            return "cannot call step() before reset(): call env.reset() first"
+        return (
+            f"the episode was truncated after max_steps={self.max_steps} steps; call "
+            "env.reset() before stepping again"
+        )
 
     def _info(self) -> dict[str, Any]:
         o = self._out.tolist()
@@ -306,7 +326,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["spec"], render_mode=state["render_mode"], **state["kwargs"])  # type: ignore[misc]
-        self._bind(core.EnvState(*state["state"]))
+        self._bind(core.check_state(self._params, *state["state"], n=1))
         self._np_random = state["np_random"]
         self._np_random_seed = state["np_random_seed"]
         self.action_space._np_random = state["action_space_rng"]
@@ -336,8 +356,8 @@ def make_histfactory_env(
         >>> env = make_histfactory_env(histgym.example_workspace(), channel="SR",
         ...                            sample="signal", reward_metric="z0")
         >>> obs, info = env.reset(seed=0)
-        >>> round(info["z0"], 3)
-        3.025
+        >>> round(info["z0"], 3)  # sqrt(histgym.infer.q0(model)) on the observed data
+        1.883
     """
     return HistFactoryEnv(
         workspace, channel=channel, sample=sample, reward_metric=reward_metric, **kwargs

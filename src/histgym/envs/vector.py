@@ -14,7 +14,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .._kernels import env_step as K
-from ..errors import InvalidParameters
+from ..checks import check_int, check_seed
+from ..errors import InvalidOption, InvalidParameters, ResetNeeded
 from . import core
 
 __all__ = ["HistFactoryVectorEnv", "make_gaussian_bump_vector_env"]
@@ -42,10 +43,10 @@ class HistFactoryVectorEnv(VectorEnv):
     def __init__(self, workspace: Any = None, *, num_envs: int = 1, channel: str, sample: str,
                  reward_metric: str = "nll", render_mode: str | None = None,
                  parallel: bool = False, **kwargs: Any) -> None:
-        if not (isinstance(num_envs, (int, np.integer)) and num_envs > 0):
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        check_int("num_envs", num_envs, low=1)
         if render_mode is not None:
-            raise ValueError("HistFactoryVectorEnv does not render; use HistFactoryEnv")
+            msg = "HistFactoryVectorEnv does not render; use HistFactoryEnv"
+            raise InvalidOption(msg, option="render_mode")
         kwargs.pop("workspace_json", None)
         self._init_args = dict(channel=channel, sample=sample, reward_metric=reward_metric,
                                **kwargs)
@@ -57,7 +58,7 @@ class HistFactoryVectorEnv(VectorEnv):
         self.max_steps = p.options["max_steps"]
         opts = p.options
         self.single_observation_space = spaces.Box(
-            low=opts["clip_min"], high=opts["clip_max"], shape=(p.n_y,), dtype=np.float64
+            low=0.0, high=opts["clip_max"], shape=(p.n_y,), dtype=np.float64
         )
         self.single_action_space = spaces.Box(-1.0, 1.0, shape=(p.n_y,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -65,6 +66,7 @@ class HistFactoryVectorEnv(VectorEnv):
         self._st = p.new_state(self.num_envs)
         self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._started = False
         self._bad = np.zeros(self.num_envs, dtype=np.int64)
         self._all = np.ones(self.num_envs, dtype=bool)
         # numba threads pay off only for large batches on idle cores; opt in explicitly
@@ -89,26 +91,31 @@ class HistFactoryVectorEnv(VectorEnv):
               options: dict[str, Any] | None = None) -> tuple[FloatArray, dict[str, Any]]:
         """Reset every sub-environment; ``seed`` is an int (row i gets ``seed + i``) or a list."""
         if options:
-            raise ValueError(f"unknown reset options {sorted(options)}")
+            raise InvalidOption(f"unknown reset options {sorted(map(str, options))}", option="options")
         if seed is not None:
-            if isinstance(seed, int):
-                seeds: list[int | None] = [seed + i for i in range(self.num_envs)]
+            if isinstance(seed, (list, tuple, np.ndarray)):
+                seeds: list[int | None] = [check_seed("seed", s) for s in seed]
             else:
-                seeds = list(seed)
+                s0 = check_seed("seed", seed)
+                seeds = [s0 + i for i in range(self.num_envs)]
             if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} environments")
+                msg = f"got {len(seeds)} seeds for {self.num_envs} environments"
+                raise InvalidOption(msg, option="seed")
             for i, s in enumerate(seeds):
                 if s is not None:
                     self._rngs[i] = seeding.np_random(int(s))[0]
             self.action_space.seed(seeds[0])
         self._reset_rows(self._all)
         self._autoreset[:] = False
+        self._started = True
         return self._st.yields.copy(), self._infos()
 
     def step(self, actions: Any) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_],
                                           npt.NDArray[np.bool_], dict[str, Any]]:
         """Step every sub-environment (rows truncated at the previous step are reset)."""
-        a = np.ascontiguousarray(actions, dtype=np.float64)
+        if not self._started:
+            raise ResetNeeded("cannot call step() before reset(): call reset() first")
+        a = core._float_array(actions, "actions")
         shape = (self.num_envs, self._params.n_y)
         if a.shape != shape:
             raise InvalidParameters(f"actions have shape {a.shape}; expected {shape}")
@@ -155,13 +162,16 @@ class HistFactoryVectorEnv(VectorEnv):
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self._params.spec, "args": self._init_args, "num_envs": self.num_envs,
                 "parallel": self.parallel,
-                "st": self._st, "rngs": self._rngs, "autoreset": self._autoreset}
+                "st": self._st, "rngs": self._rngs, "autoreset": self._autoreset,
+                "started": self._started}
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         self.__init__(d["spec"], num_envs=d["num_envs"], parallel=d["parallel"], **d["args"])  # type: ignore[misc]
-        self._st = d["st"]
+        st = d["st"]
+        self._st = core.check_state(self._params, st.S, st.step, st.sizes, n=self.num_envs)
         self._rngs = d["rngs"]
         self._autoreset = d["autoreset"]
+        self._started = d.get("started", True)
 
 
 def make_gaussian_bump_vector_env(num_envs: int = 1, **kwargs: Any) -> HistFactoryVectorEnv:

@@ -26,7 +26,8 @@ from .._kernels.inference import (
     S_ASIMOV,
     asymptotic_eval,
 )
-from ..fit import FixedLike
+from ..checks import check_poi_value
+from ..fit import FixedLike, check_background_only_model
 from ..model import FloatArray, Model
 from .results import HypotestResult, SignificanceResult
 from .teststats import MAX_ITER, TOL, FitSetup, fixed_poi_min, setup
@@ -62,9 +63,10 @@ def asimov_data(
         >>> infer.asimov_data(model, 0.0).shape
         (9,)
     """
+    poi_value = check_poi_value(poi_value)
     s = setup(model, init, bounds, fixed)
     d = model.check_data(data)
-    m = fixed_poi_min(s, float(poi_value), d)
+    m = fixed_poi_min(s, poi_value, d)
     return model.expected_data(m.x)
 
 
@@ -141,6 +143,8 @@ class AsymptoticCalculator:
         self.model = model
         self.test_stat = test_stat
         self.setup: FitSetup = setup(model, init, bounds, fixed)
+        if test_stat == "q0":
+            check_background_only_model(model)
         self.data = model.check_data(data)
         self.n_evaluations = 0
         n = model.n_params
@@ -173,7 +177,8 @@ class AsymptoticCalculator:
 
     def test_statistics(self, mu: float) -> tuple[float, float, bool]:
         """(q_obs, q_Asimov, converged) at POI ``mu`` (``mu`` is ignored for q0, as pyhf)."""
-        mu = 0.0 if self.test_stat == "q0" else float(mu)
+        mu = check_poi_value(mu, "mu")
+        mu = 0.0 if self.test_stat == "q0" else mu
         r = self._eval(mu, M_BOTH)
         self.n_evaluations += 1
         return r
@@ -210,7 +215,7 @@ class AsymptoticCalculator:
 
     def expected_cls(self, mu: float) -> FloatArray:
         """Expected CLs band [5] at ``mu`` (one POI-fixed fit on the Asimov data)."""
-        return np.array(self._expected_band(mu))
+        return np.array(self._expected_band(check_poi_value(mu, "mu")))
 
 
 def hypotest(
@@ -247,6 +252,7 @@ def hypotest(
         >>> round(r.cls_obs, 6), len(r.cls_exp)
         (0.51915, 5)
     """
+    mu = check_poi_value(mu, "mu")
     if calctype == "toybased":
         from .toys import toy_hypotest
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_poi_value
 from ..fit import FixedLike
 from ..model import FloatArray, Model
 from .teststats import batch_tmu_like, setup
@@ -57,5 +58,6 @@ def qmu_tilde_yields_batch(
     Returns:
         ``(qmu_tilde [N], converged [N])``; never NaN.
     """
+    mu = check_poi_value(mu, "mu")
     t, poi_hat, ok = _run(model, channel, sample, yields, mu, data, init, bounds, fixed)
     return np.where(poi_hat > mu, 0.0, t), ok

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from ..checks import check_float, check_int
 from ..errors import FitWarning, InvalidParameters
-from ..fit import FixedLike
+from ..fit import FixedLike, check_poi_has_effect
 from ..model import Model
 from .asymptotics import AsymptoticCalculator
 from .results import LimitResult
@@ -45,7 +46,9 @@ def upper_limit(
         largest POI value tried with ``converged=False`` (and a :class:`FitWarning`).
 
     Raises:
-        InvalidParameters: ``cl`` outside (0, 1), no POI, POI fixed.
+        InvalidParameters: no POI, POI fixed, or a POI without effect on the expected yields
+            (CLs = 1 for every value: no limit exists).
+        InvalidOption: ``cl`` outside (0, 1), ``xtol`` <= 0, ``max_expand`` < 0.
 
     Example:
         >>> import histgym
@@ -55,8 +58,9 @@ def upper_limit(
         >>> r.exp[0] < r.exp[2] < r.exp[4]
         True
     """
-    if not 0.0 < cl < 1.0:
-        raise InvalidParameters(f"cl must be in (0, 1), got {cl}")
+    cl = check_float("cl", cl, low=0.0, high=1.0, low_open=True, high_open=True)
+    xtol = check_float("xtol", xtol, low=0.0, low_open=True)
+    max_expand = check_int("max_expand", max_expand, low=0)
     if test_stat not in ("qtilde", "q"):
         raise InvalidParameters(f"upper limits use test_stat 'qtilde' or 'q', got {test_stat!r}")
     alpha = 1.0 - cl
@@ -64,6 +68,7 @@ def upper_limit(
         model, data, test_stat=test_stat, init=init, bounds=bounds, fixed=fixed
     )
     s = calc.setup
+    check_poi_has_effect(model, s.init)  # else CLs = 1 everywhere: no limit exists
     lo = float(s.lower[s.poi])
     hi = float(s.upper[s.poi])
     ok = True

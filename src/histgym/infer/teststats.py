@@ -30,7 +30,16 @@ import numpy.typing as npt
 from .._kernels.inference import minimize_into
 from .._kernels.newton import CONVERGED, STATUS_MESSAGES, covariance_summary
 from ..errors import InvalidParameters
-from ..fit import FitResult, FixedLike, _bounds, covariance_from_hessian, resolve_fixed
+from ..checks import check_poi_value
+from ..fit import (
+    FitResult,
+    FixedLike,
+    _bounds,
+    check_background_only_model,
+    check_bounds,
+    covariance_from_hessian,
+    resolve_fixed,
+)
 from ..model import FloatArray, Model
 from .results import TestStatResult
 
@@ -85,10 +94,7 @@ def setup(model: Model, init: Any = None, bounds: Any = None, fixed: FixedLike =
         lo, up = _bounds(model, None)
         lower, upper = lo.copy(), up.copy()
     else:
-        b = np.asarray(bounds, dtype=np.float64)
-        if b.shape != (model.n_params, 2) or np.any(b[:, 0] > b[:, 1]):
-            msg = f"bounds must have shape ({model.n_params}, 2) with lower <= upper, got {b.shape}"
-            raise InvalidParameters(msg)
+        b = check_bounds(model, bounds)
         lower = np.ascontiguousarray(b[:, 0], dtype=np.float64)
         upper = np.ascontiguousarray(b[:, 1], dtype=np.float64)
     return FitSetup(model, x0, mask, lower, upper, poi)
@@ -202,6 +208,7 @@ def _qmu_like(
     name: str, tilde: bool, clip_above: bool, mu: float, model: Model, data: Any,
     init: Any, bounds: Any, fixed: FixedLike, return_fits: bool,
 ) -> float | TestStatResult:  # fmt: skip
+    mu = check_poi_value(mu, "mu")
     s = setup(model, init, bounds, fixed)
     _check_tilde(s, name, tilde)
     d = model.check_data(data)
@@ -301,6 +308,7 @@ def q0(
         3.5468
     """
     s = setup(model, init, bounds, fixed)
+    check_background_only_model(model)
     d = model.check_data(data)
     t, fx, fr = tmu_like(s, 0.0, d)
     if fr.x[s.poi] < 0.0:

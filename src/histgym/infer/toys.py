@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._kernels.layout import field_slice
+from ..checks import check_int, check_poi_value, check_seed
 from ..errors import UnknownName, did_you_mean
 from ..fit import FixedLike
 from ..model import FloatArray, Model
@@ -119,10 +120,9 @@ def toy_hypotest(
     if test_stat not in TEST_STATS:
         msg = f"unknown test_stat {test_stat!r}; choose one of {list(TEST_STATS)}."
         raise UnknownName(msg + did_you_mean(test_stat, TEST_STATS))
-    if int(ntoys) < 1:
-        from ..errors import InvalidParameters
-
-        raise InvalidParameters(f"ntoys must be >= 1, got {ntoys}")
+    mu = check_poi_value(mu, "mu")
+    ntoys = check_int("ntoys", ntoys, low=1)
+    seed = check_seed("seed", seed, generator=True)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     s = setup(model, init, bounds, fixed)
     d = model.check_data(data)
