@@ -28,6 +28,7 @@ import numpy as np
 import pyhf
 import pyhf.exceptions
 import pyhf.modifiers
+import pyhf.parameters
 import pyhf.pdf
 
 from ._kernels.layout import pack
@@ -35,7 +36,19 @@ from .compile import Compiled, _interp_codes, code4_coefficients
 from .errors import UnknownName, WorkspaceError, did_you_mean
 from .layout import _check_lengths
 
-__all__ = ["Names", "SampleBlock", "make_block", "assemble", "Assembled", "DEFAULT_MODIFIER_SETTINGS"]
+__all__ = [
+    "Names",
+    "SampleBlock",
+    "NotPlain",
+    "make_block",
+    "blocks_of",
+    "Walk",
+    "ParsetCache",
+    "PackCache",
+    "assemble",
+    "Assembled",
+    "DEFAULT_MODIFIER_SETTINGS",
+]
 
 _TYPE_ORDER = list(pyhf.modifiers.histfactory_set)  # pyhf's builder order
 _SCALAR_REQ = {
@@ -294,14 +307,18 @@ class Assembled:
 
 
 def _staterror_sigmas(
-    name: str, channels: Sequence[str], by_channel: Mapping[str, list[SampleBlock]], members: set[str]
+    name: str,
+    channels: Sequence[str],
+    by_channel: Mapping[str, list[SampleBlock]],
+    members: set[str],
+    in_channels: set[str],
 ) -> tuple[list[float], dict[str, int]]:
     """pyhf's staterror widths of ``name`` and the offset of each channel's bins in the set."""
     sigmas: list[float] = []
     offsets: dict[str, int] = {}
     for c in channels:
         blocks = by_channel[c]
-        if not any(name in b.staterror for b in blocks):
+        if c not in in_channels:
             continue
         offsets[c] = len(sigmas)
         nb = blocks[0].nbins
@@ -319,6 +336,102 @@ def _staterror_sigmas(
     return sigmas, offsets
 
 
+class Walk:
+    """What pyhf's builder walk (channels, samples, then (name, type) pairs, all sorted)
+    collects from the blocks: for every non-staterror (type, name) its first occurrence,
+    the sets of samples and of modifiers, and the samples carrying each staterror name.
+
+    A walk over a background can be :meth:`extended` by the blocks a patch adds, without
+    walking the background again.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, str], tuple[tuple[int, str], SampleBlock]] = {}
+        self.modifiers: set[tuple[str, str]] = set()
+        self.samples: set[str] = set()
+        self.stat_members: dict[str, set[str]] = {}
+
+    @classmethod
+    def of(cls, channels: Sequence[str], by_channel: Mapping[str, list[SampleBlock]]) -> Walk:
+        """The walk over all blocks."""
+        w = cls()
+        for ci, c in enumerate(channels):
+            for b in by_channel[c]:
+                w._add(ci, b)
+        return w
+
+    def extended(self, blocks: Sequence[tuple[int, SampleBlock]]) -> Walk:
+        """A copy with ``blocks`` (channel rank, block) added."""
+        w = Walk()
+        w.first = dict(self.first)
+        w.modifiers = set(self.modifiers)
+        w.samples = set(self.samples)
+        w.stat_members = {k: set(v) for k, v in self.stat_members.items()}
+        for ci, b in blocks:
+            w._add(ci, b)
+        return w
+
+    def _add(self, ci: int, b: SampleBlock) -> None:
+        self.samples.add(b.sample)
+        self.modifiers.update(b.walk)
+        pos = (ci, b.sample)
+        first = self.first
+        for key in b.walk:
+            mname, mtype = key
+            if mtype == "staterror":
+                self.stat_members.setdefault(mname, set()).add(b.sample)
+                continue
+            tk = (mtype, mname)
+            old = first.get(tk)
+            if old is None:
+                first[tk] = (pos, b)
+            elif mtype == "shapesys":
+                msg = (
+                    f"shapesys {mname!r} on sample {b.sample!r} in channel {b.channel!r} "
+                    "reuses a name: shapesys parameters cannot be shared"
+                )
+                raise WorkspaceError(msg)
+            elif pos < old[0]:
+                first[tk] = (pos, b)
+
+
+_SHAPEFACTOR_REQ: dict[int, dict[str, Any]] = {}
+
+
+def _requirement(mtype: str, mname: str, b: SampleBlock) -> dict[str, Any]:
+    if mtype == "shapesys":
+        return b.shapesys[mname]
+    if mtype == "shapefactor":
+        req = _SHAPEFACTOR_REQ.get(b.nbins)
+        if req is None:
+            req = _SHAPEFACTOR_REQ[b.nbins] = pyhf.modifiers.shapefactor.required_parset([0.0] * b.nbins, None)
+        return req
+    return _SCALAR_REQ[mtype]
+
+
+class ParsetCache:
+    """pyhf's reduced requirements and paramset objects per parameter name, reused while
+    the requirements of that name are the same objects (a background and its patches)."""
+
+    def __init__(self, parameters: Sequence[Mapping[str, Any]]) -> None:
+        self.user: dict[str, Mapping[str, Any]] = {}
+        for p in parameters:
+            if p["name"] in self.user:
+                raise WorkspaceError(f"invalid model: Multiple parameter configurations for {p['name']} were found.")
+            self.user[p["name"]] = p
+        self._cache: dict[str, tuple[list[dict[str, Any]], Any]] = {}
+
+    def paramset(self, name: str, reqs: list[dict[str, Any]]) -> Any:
+        """pyhf's paramset object of ``name`` given its requirement list."""
+        hit = self._cache.get(name)
+        if hit is not None and len(hit[0]) == len(reqs) and all(a is b for a, b in zip(hit[0], reqs)):
+            return hit[1]
+        reduced = pyhf.parameters.reduce_paramsets_requirements({name: reqs}, self.user)
+        sets, _, _ = pyhf.pdf._create_parameters_from_spec(reduced)
+        self._cache[name] = (list(reqs), sets[name])
+        return sets[name]
+
+
 def assemble(
     names: Names,
     channels: Sequence[str],
@@ -327,6 +440,10 @@ def assemble(
     parameters: Sequence[Mapping[str, Any]],
     poi_name: str | None,
     modifier_settings: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    walk: Walk | None = None,
+    parsets: ParsetCache | None = None,
+    packs: PackCache | None = None,
 ) -> Assembled:
     """pyhf's layout and histgym's packed model from compiled sample blocks.
 
@@ -338,6 +455,9 @@ def assemble(
         parameters: the measurement's parameter configurations.
         poi_name: the measurement's POI (``None``: no POI).
         modifier_settings: interpolation codes; defaults to pyhf's Model defaults.
+        walk: the builder walk over exactly these blocks, if already known.
+        parsets: a cache of paramset objects made with the same ``parameters``.
+        packs: a cache of concatenated channels (reused where a channel's blocks are the same).
 
     Raises:
         WorkspaceError: a shapesys shared between samples, conflicting or wrongly sized
@@ -349,39 +469,28 @@ def assemble(
         else {k: dict(v) for k, v in DEFAULT_MODIFIER_SETTINGS.items()}
     )
     nbins = {c: by_channel[c][0].nbins for c in channels}
-    # ---- pyhf's builder walk: channels, samples, modifiers (name, type) all sorted
+    if walk is None:
+        walk = Walk.of(channels, by_channel)
+    if parsets is None:
+        parsets = ParsetCache(parameters)
+    modifiers, samples = walk.modifiers, walk.samples
+    by_type: dict[str, list[tuple[tuple[int, str], str, SampleBlock]]] = {t: [] for t in _TYPE_ORDER}
+    for (mtype, mname), (pos, b) in walk.first.items():
+        by_type[mtype].append((pos, mname, b))
     reqs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in _TYPE_ORDER}
-    modifiers: set[tuple[str, str]] = set()
-    samples: set[str] = set()
-    stat_members: dict[str, set[str]] = {}
-    shapesys_seen: set[str] = set()
+    for t, entries in by_type.items():
+        entries.sort(key=lambda e: (e[0], e[1]))
+        reqs[t] = {mname: [_requirement(t, mname, b)] for _, mname, b in entries}
+    stat_offsets: dict[str, dict[str, int]] = {}
+    stat_channels: dict[str, set[str]] = {}
     for c in channels:
         for b in by_channel[c]:
-            samples.add(b.sample)
-            modifiers.update(b.walk)
-            for mname, mtype in b.walk:
-                if mtype == "staterror":
-                    stat_members.setdefault(mname, set()).add(b.sample)
-                    continue
-                if mtype == "shapesys":
-                    if mname in shapesys_seen:
-                        msg = (
-                            f"shapesys {mname!r} on sample {b.sample!r} in channel {c!r} "
-                            "reuses a name: shapesys parameters cannot be shared"
-                        )
-                        raise WorkspaceError(msg)
-                    shapesys_seen.add(mname)
-                    reqs["shapesys"][mname] = [b.shapesys[mname]]
-                    continue
-                bucket = reqs[mtype]
-                if mname not in bucket:
-                    if mtype == "shapefactor":
-                        bucket[mname] = [pyhf.modifiers.shapefactor.required_parset(b.source["data"], None)]
-                    else:
-                        bucket[mname] = [_SCALAR_REQ[mtype]]
-    stat_offsets: dict[str, dict[str, int]] = {}
-    for name in sorted(n for n, t in modifiers if t == "staterror"):
-        sigmas, stat_offsets[name] = _staterror_sigmas(name, channels, by_channel, stat_members[name])
+            for name in b.staterror:
+                stat_channels.setdefault(name, set()).add(c)
+    for name in sorted(stat_channels):
+        sigmas, stat_offsets[name] = _staterror_sigmas(
+            name, channels, by_channel, walk.stat_members[name], stat_channels[name]
+        )
         fixed = [v == 0 for v in sigmas]
         sigmas = [1.0 if f else v for v, f in zip(sigmas, fixed)]
         reqs["staterror"][name] = [pyhf.modifiers.staterror.required_parset(sigmas, fixed)]
@@ -412,20 +521,173 @@ def assemble(
     try:
         if not required:
             raise pyhf.exceptions.InvalidModel("No parameters specified for the Model.")
-        final = pyhf.pdf._finalize_parameters_specs(list(parameters), required)
-        sets, auxdata, auxdata_order = pyhf.pdf._create_parameters_from_spec(final)
+        sets = {name: parsets.paramset(name, req_list) for name, req_list in required.items()}
+        auxdata: list[float] = []
+        auxdata_order: list[str] = []
+        for name, ps in sets.items():
+            if ps.constrained:
+                auxdata += ps.auxdata
+                auxdata_order.append(name)
         config.set_parameters(sets)
         config.set_auxinfo(auxdata, auxdata_order)
         if poi_name is not None:
             config.set_poi(poi_name)
     except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidNameReuse) as err:
-        if poi_name is not None and poi_name not in required:
-            msg = f"the POI {poi_name!r} is not a parameter of the model."
-            raise UnknownName(msg + did_you_mean(poi_name, list(required))) from err
         raise WorkspaceError(f"invalid model: {err}") from err
 
-    compiled = _pack(names, config, channels, by_channel, stat_offsets)
+    compiled = _pack(names, config, channels, by_channel, stat_offsets, packs)
     return Assembled(config=config, compiled=compiled, spec={"channels": list(channel_specs), "parameters": list(parameters)})
+
+
+@dataclass(frozen=True)
+class _ChannelPack:
+    """One channel's entries over its blocks, as [nb, ...] arrays (row-major = cell order).
+
+    ``nominal`` [nb, ns]; the multiplicative fields [nb, K] (``ns_coef`` [nb, K, 6]) with
+    sample j in columns ``kc[j]:kc[j+1]``; the additive fields [nb, H], columns ``hc``.
+    """
+
+    blocks: tuple[SampleBlock, ...]
+    stat_off: dict[int, int]
+    kc: np.ndarray
+    hc: np.ndarray
+    nominal: np.ndarray
+    fac_id: np.ndarray
+    fac_extra: np.ndarray  # parameter index = start of fac_id's set + fac_extra
+    fac_ns: np.ndarray
+    ns_hi: np.ndarray
+    ns_lo: np.ndarray
+    ns_coef: np.ndarray
+    add_id: np.ndarray
+    hs_up: np.ndarray
+    hs_dn: np.ndarray
+
+    @property
+    def nb(self) -> int:
+        return int(self.nominal.shape[0])
+
+    @property
+    def ns(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def h_tot(self) -> int:
+        return int(self.hc[-1])
+
+    @property
+    def k(self) -> np.ndarray:
+        return np.diff(self.kc)
+
+    @property
+    def h(self) -> np.ndarray:
+        return np.diff(self.hc)
+
+
+_FAC_FIELDS = ("fac_id", "fac_extra", "fac_ns", "ns_hi", "ns_lo", "ns_coef")
+_ADD_FIELDS = ("add_id", "hs_up", "hs_dn")
+
+
+def _block_fields(b: SampleBlock, stat_off: Mapping[int, int]) -> dict[str, np.ndarray]:
+    """The block's entries broadcast over its bins, as the fields of a channel pack."""
+    nb, k = b.nbins, b.fac_ids.size
+    extra = np.arange(nb)[:, None] * (b.fac_mode != _SCALAR)[None, :]
+    if (b.fac_mode == _STAT).any():
+        offs = np.array([stat_off.get(int(i), 0) if m == _STAT else 0 for i, m in zip(b.fac_ids, b.fac_mode)])
+        extra = extra + offs[None, :]
+    return {
+        "nominal": b.nominal[:, None],
+        "fac_id": np.broadcast_to(b.fac_ids, (nb, k)),
+        "fac_extra": extra,
+        "fac_ns": np.broadcast_to(b.fac_ns, (nb, k)),
+        "ns_hi": np.broadcast_to(b.ns_hi, (nb, k)),
+        "ns_lo": np.broadcast_to(b.ns_lo, (nb, k)),
+        "ns_coef": np.broadcast_to(b.ns_coef, (nb, k, 6)),
+        "add_id": np.broadcast_to(b.add_ids, (nb, b.add_ids.size)),
+        "hs_up": b.hs_up,
+        "hs_dn": b.hs_dn,
+    }
+
+
+def _channel_pack(
+    blocks: Sequence[SampleBlock], stat_off: Mapping[int, int], base: _ChannelPack | None = None
+) -> _ChannelPack:
+    """Concatenate ``blocks``; runs of blocks that ``base`` already holds are sliced from it."""
+    where = {id(b): i for i, b in enumerate(base.blocks)} if base is not None else {}
+    pieces: dict[str, list[np.ndarray]] = {f: [] for f in ("nominal",) + _FAC_FIELDS + _ADD_FIELDS}
+    run: list[int] = []  # [first, last+1] of the current run of base blocks
+
+    def flush() -> None:
+        if run:
+            a, e = run
+            assert base is not None
+            pieces["nominal"].append(base.nominal[:, a:e])
+            for f in _FAC_FIELDS:
+                pieces[f].append(getattr(base, f)[:, base.kc[a] : base.kc[e]])
+            for f in _ADD_FIELDS:
+                pieces[f].append(getattr(base, f)[:, base.hc[a] : base.hc[e]])
+            run.clear()
+
+    for blk in blocks:
+        i = where.get(id(blk))
+        if i is not None and base is not None and base.blocks[i] is blk:
+            if run and run[1] == i:
+                run[1] = i + 1
+            else:
+                flush()
+                run.extend((i, i + 1))
+            continue
+        flush()
+        for f, arr in _block_fields(blk, stat_off).items():
+            pieces[f].append(arr)
+    flush()
+    cat = {f: (np.concatenate(v, axis=1) if len(v) > 1 else np.ascontiguousarray(v[0])) for f, v in pieces.items()}
+    return _ChannelPack(
+        blocks=tuple(blocks),
+        stat_off=dict(stat_off),
+        kc=np.concatenate([[0], np.cumsum([b.fac_ids.size for b in blocks])]).astype(np.int64),
+        hc=np.concatenate([[0], np.cumsum([b.add_ids.size for b in blocks])]).astype(np.int64),
+        **cat,
+    )
+
+
+class PackCache:
+    """Channel packs of a background, reused (sliced) when a patch leaves blocks unchanged."""
+
+    def __init__(self) -> None:
+        self._base: dict[str, _ChannelPack] = {}
+
+    def get(self, c: str, blocks: Sequence[SampleBlock], stat_off: Mapping[int, int]) -> _ChannelPack:
+        base = self._base.get(c)
+        if base is not None and all(stat_off.get(k) == v for k, v in base.stat_off.items()):
+            if len(base.blocks) == len(blocks) and all(a is b for a, b in zip(base.blocks, blocks)) and (
+                base.stat_off == dict(stat_off)
+            ):
+                return base
+            return _channel_pack(blocks, stat_off, base)
+        out = _channel_pack(blocks, stat_off)
+        if base is None:
+            self._base[c] = out
+        return out
+
+
+def stat_offsets_of(channels: Sequence[str], by_channel: Mapping[str, list[SampleBlock]]) -> dict[str, dict[str, int]]:
+    """name -> channel -> offset of the channel's bins in the staterror set ``name``."""
+    out: dict[str, dict[str, int]] = {}
+    n: dict[str, int] = {}
+    for c in channels:
+        here = {name for b in by_channel[c] for name in b.staterror}
+        for name in sorted(here):
+            out.setdefault(name, {})[c] = n.get(name, 0)
+            n[name] = n.get(name, 0) + by_channel[c][0].nbins
+    return out
+
+
+def prime(packs: PackCache, names: Names, channels: Sequence[str], by_channel: Mapping[str, list[SampleBlock]]) -> None:
+    """Fill ``packs`` with the channels of these blocks (a background), the base of splices."""
+    offsets = stat_offsets_of(channels, by_channel)
+    for c in channels:
+        stat_off = {names.ids[n]: offs[c] for n, offs in offsets.items() if c in offs}
+        packs.get(c, by_channel[c], stat_off)
 
 
 def _pack(
@@ -434,60 +696,54 @@ def _pack(
     channels: Sequence[str],
     by_channel: Mapping[str, list[SampleBlock]],
     stat_offsets: Mapping[str, Mapping[str, int]],
+    packs: PackCache | None = None,
 ) -> Compiled:
     start = np.full(len(names), -1, dtype=np.int64)
     for pname in config.par_order:
         start[names.ids[pname]] = config.par_map[pname]["slice"].start
-    stat_ids = {names.ids[n]: offs for n, offs in stat_offsets.items()}
-
-    nominal, fac_par, fac_ns, ns_hi, ns_lo, ns_coef = [], [], [], [], [], []
-    fac_cnt, add_par, add_cnt, hs_up, hs_dn, cells_per_bin = [], [], [], [], [], []
-    cell_of: dict[tuple[str, str], np.ndarray] = {}
-    add_base: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+    if packs is None:
+        packs = PackCache()
+    cps: list[_ChannelPack] = []
     n_cells = 0
-    n_add = 0
-    max_fac = 0
     for c in channels:
-        blocks = by_channel[c]
-        nb = blocks[0].nbins
-        ns = len(blocks)
-        ar = np.arange(nb)
-        c_fac, c_add = [], []
-        h_tot = sum(b.add_ids.size for b in blocks)
-        h_off = 0
-        for r, b in enumerate(blocks):
-            base = start[b.fac_ids]
-            mode = b.fac_mode
-            if (mode == _STAT).any():
-                base = base.copy()
-                for j in np.flatnonzero(mode == _STAT):
-                    base[j] += stat_ids[int(b.fac_ids[j])][c]
-            c_fac.append(base[None, :] + ar[:, None] * (mode != _SCALAR)[None, :])
-            c_add.append(np.broadcast_to(start[b.add_ids], (nb, b.add_ids.size)))
-            cell_of[(c, b.sample)] = n_cells + ar * ns + r
-            add_base[(c, b.sample)] = (n_add, h_tot, h_off, b.add_ids.size)
-            h_off += b.add_ids.size
-            max_fac = max(max_fac, b.fac_ids.size)
-        k = np.array([b.fac_ids.size for b in blocks], dtype=np.int64)
-        h = np.array([b.add_ids.size for b in blocks], dtype=np.int64)
-        nominal.append(np.stack([b.nominal for b in blocks], axis=1).ravel())
-        fac_par.append(np.concatenate(c_fac, axis=1).ravel())
-        fac_ns.append(np.concatenate([np.broadcast_to(b.fac_ns, (nb, b.fac_ns.size)) for b in blocks], axis=1).ravel())
-        ns_hi.append(np.concatenate([np.broadcast_to(b.ns_hi, (nb, b.ns_hi.size)) for b in blocks], axis=1).ravel())
-        ns_lo.append(np.concatenate([np.broadcast_to(b.ns_lo, (nb, b.ns_lo.size)) for b in blocks], axis=1).ravel())
-        ns_coef.append(
-            np.concatenate([np.broadcast_to(b.ns_coef, (nb,) + b.ns_coef.shape) for b in blocks], axis=1).reshape(-1, 6)
-        )
-        add_par.append(np.concatenate(c_add, axis=1).ravel())
-        hs_up.append(np.concatenate([b.hs_up for b in blocks], axis=1).ravel())
-        hs_dn.append(np.concatenate([b.hs_dn for b in blocks], axis=1).ravel())
-        fac_cnt.append(np.tile(k, nb))
-        add_cnt.append(np.tile(h, nb))
-        cells_per_bin.append(np.full(nb, ns, dtype=np.int64))
-        n_cells += nb * ns
-        n_add += nb * h_tot
+        stat_off = {names.ids[n]: offs[c] for n, offs in stat_offsets.items() if c in offs}
+        cp = packs.get(c, by_channel[c], stat_off)
+        cps.append(cp)
+        n_cells += cp.nb * cp.ns
 
-    is_ns = np.concatenate(fac_ns)
+    def make_cell_of() -> dict[tuple[str, str], np.ndarray]:
+        out, n0 = {}, 0
+        for c, cp in zip(channels, cps):
+            ar = np.arange(cp.nb)
+            for r, b in enumerate(by_channel[c]):
+                out[(c, b.sample)] = n0 + ar * cp.ns + r
+            n0 += cp.nb * cp.ns
+        return out
+
+    def make_add_base() -> dict[tuple[str, str], tuple[int, int, int, int]]:
+        out, n0 = {}, 0
+        for c, cp in zip(channels, cps):
+            h_off = 0
+            for b in by_channel[c]:
+                out[(c, b.sample)] = (n0, cp.h_tot, h_off, b.add_ids.size)
+                h_off += b.add_ids.size
+            n0 += cp.nb * cp.h_tot
+        return out
+    max_fac = max(int(cp.k.max()) if cp.ns else 0 for cp in cps)
+    fac_par = start[np.concatenate([cp.fac_id.ravel() for cp in cps])] + np.concatenate(
+        [cp.fac_extra.ravel() for cp in cps]
+    )
+    add_par = start[np.concatenate([cp.add_id.ravel() for cp in cps])]
+    nominal = [cp.nominal.ravel() for cp in cps]
+    ns_hi = [cp.ns_hi.ravel() for cp in cps]
+    ns_lo = [cp.ns_lo.ravel() for cp in cps]
+    ns_coef = [cp.ns_coef.reshape(-1, 6) for cp in cps]
+    hs_up = [cp.hs_up.ravel() for cp in cps]
+    hs_dn = [cp.hs_dn.ravel() for cp in cps]
+    fac_cnt = [np.tile(cp.k, cp.nb) for cp in cps]
+    add_cnt = [np.tile(cp.h, cp.nb) for cp in cps]
+    cells_per_bin = [np.full(cp.nb, cp.ns, dtype=np.int64) for cp in cps]
+    is_ns = np.concatenate([cp.fac_ns.ravel() for cp in cps])
     fac_ref = np.full(is_ns.size, -1, dtype=np.int64)
     fac_ref[is_ns] = np.arange(int(is_ns.sum()))
     coef = np.concatenate(ns_coef)[is_ns]
@@ -496,9 +752,11 @@ def _pack(
     gauss_par, gauss_aux, gauss_sigma, pois_par, pois_aux, pois_factor = [], [], [], [], [], []
     gauss_of_par: dict[int, int] = {}
     aux_off = 0
+    par_map = config.par_map
     for name in config.auxdata_order:
-        parset = config.param_set(name)
-        s0 = config.par_slice(name).start
+        entry = par_map[name]
+        parset = entry["paramset"]
+        s0 = entry["slice"].start
         n = parset.n_parameters
         if parset.pdf_type == "normal":
             sigmas = getattr(parset, "sigmas", None)
@@ -519,10 +777,10 @@ def _pack(
         {
             "bin_ptr": np.concatenate([[0], np.cumsum(np.concatenate(cells_per_bin))]),
             "fac_ptr": np.concatenate([[0], np.cumsum(np.concatenate(fac_cnt))]),
-            "fac_par": np.concatenate(fac_par),
+            "fac_par": fac_par,
             "fac_ref": fac_ref,
             "add_ptr": np.concatenate([[0], np.cumsum(np.concatenate(add_cnt))]),
-            "add_par": np.concatenate(add_par),
+            "add_par": add_par,
             "gauss_par": np.array(gauss_par, dtype=np.int64),
             "gauss_aux": np.array(gauss_aux, dtype=np.int64),
             "pois_par": np.array(pois_par, dtype=np.int64),
@@ -542,7 +800,7 @@ def _pack(
 
     def make_add_of() -> dict[tuple[str, str], list[tuple[int, int]]]:
         out = {}
-        for key, (n0, h_tot, h_off, h) in add_base.items():
+        for key, (n0, h_tot, h_off, h) in make_add_base().items():
             nb = config.channel_nbins[key[0]]
             out[key] = [(n0 + i * h_tot + h_off + j, i) for i in range(nb) for j in range(h)]
         return out
@@ -572,7 +830,7 @@ def _pack(
         ibuf=ibuf,
         n_bins=int(config.nmaindata),
         n_cells=n_cells,
-        cell_of=cell_of,
+        cell_of=_Lazy(make_cell_of),  # type: ignore[arg-type]
         add_of=_Lazy(make_add_of),  # type: ignore[arg-type]
         staterror=_Lazy(make_staterror),  # type: ignore[arg-type]
     )

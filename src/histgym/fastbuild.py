@@ -82,7 +82,8 @@ def checked_spec(workspace: WorkspaceLike, samples_too: bool = True) -> dict[str
     if not schema.fast_valid(spec, "workspace.json", samples_too):
         _validate(spec)  # pyhf's validator: raises with its message, or accepts
         spec = _plain(spec)
-    _check_numbers(spec)
+    if samples_too:
+        _check_numbers(spec)
     return spec
 
 
@@ -136,6 +137,7 @@ def build_model(
         channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: None)
     else:
         channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: _validate(spec))
+        _check_numbers({"channels": chan_specs, "observations": spec["observations"]})
     out = assemble(
         names,
         channels,
