@@ -178,6 +178,16 @@ class Background:
         """The background workspace (validated)."""
         return self._spec
 
+    @property
+    def measurement_name(self) -> str | None:
+        """The measurement asked for (``None``: the first)."""
+        return self._measurement_name
+
+    @property
+    def modifier_settings(self) -> Mapping[str, Mapping[str, str]] | None:
+        """The interpolation settings asked for (``None``: pyhf's Model defaults)."""
+        return self._settings
+
     def workspace(self, patch: Patch | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The patched workspace as a new dict (pyhf's ``PatchSet.apply``), for cross-checks."""
         ops = patch.operations if isinstance(patch, Patch) else list(patch)
