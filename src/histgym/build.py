@@ -122,7 +122,7 @@ class NotPlain(Exception):
     """A sample failed the fast schema checks: let pyhf's validator decide (internal)."""
 
 
-_NUM = frozenset({int, float})
+_NUM = frozenset({int, float, bool})  # as pyhf's schema check (numbers.Number)
 _STR = frozenset({str})
 _LIST = frozenset({list})
 _TYPES = frozenset(_TYPE_ORDER)

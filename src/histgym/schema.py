@@ -22,7 +22,8 @@ import pyhf.exceptions
 
 __all__ = ["fast_valid", "validate", "valid_channel", "valid_sample", "valid_modifier", "valid_parameter"]
 
-_NUMBER_TYPES = frozenset({int, float})
+# pyhf checks "number" as numbers.Number (its allow_tensors type checker): bools pass
+_NUMBER_TYPES = frozenset({int, float, bool})
 _MOD_KEYS = frozenset({"name", "type", "data"})
 _HISTO_KEYS = frozenset({"lo_data", "hi_data"})
 _NORMSYS_KEYS = frozenset({"lo", "hi"})
@@ -31,7 +32,7 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9_]+$")
 
 
 def _numbers(x: Any, min_items: int = 1) -> bool:
-    """A JSON array of numbers (bools excluded) with at least ``min_items`` entries."""
+    """A JSON array of numbers (pyhf counts bools as numbers) with at least ``min_items`` entries."""
     return type(x) is list and len(x) >= min_items and set(map(type, x)) <= _NUMBER_TYPES
 
 
