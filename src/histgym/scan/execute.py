@@ -89,13 +89,34 @@ def run_inline(ctx: Context, tasks: Iterable[Task], on_result: OnResult) -> None
 _CTX: Context | None = None
 
 
-def _init_worker() -> None:
+def _payload(ctx: Context) -> dict[str, Any]:
+    """What a fresh process needs to rebuild ``ctx`` (plain data: the workspace, patches)."""
+    bkg = ctx.background
+    return {
+        "workspace": bkg.spec,
+        "measurement": bkg.measurement_name,
+        "modifier_settings": bkg.modifier_settings,
+        "patches": ctx.patches,
+        "settings": ctx.settings,
+        "fault": ctx.fault,
+    }
+
+
+def _context(payload: dict[str, Any]) -> Context:
+    bkg = Background(payload["workspace"], measurement=payload["measurement"], modifier_settings=payload["modifier_settings"])
+    return Context(bkg, payload["patches"], payload["settings"], payload.get("fault"))
+
+
+def _init_worker(payload: dict[str, Any] | None = None) -> None:
+    global _CTX
     try:
         import numba
 
         numba.set_num_threads(1)  # the processes are the parallelism
     except Exception:  # pragma: no cover - numba without threading layer
         pass
+    if payload is not None:  # spawned: compile the background once in this worker
+        _CTX = _context(payload)
 
 
 def _run_forked(task: Task) -> dict[str, Any]:
@@ -103,20 +124,44 @@ def _run_forked(task: Task) -> dict[str, Any]:
     return _CTX.run(task)
 
 
+def _fork_safe() -> bool:
+    """Forking is safe unless numba already started OpenMP/TBB threads in this process."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        import numba
+
+        return bool(numba.threading_layer() == "workqueue")
+    except ValueError:  # no parallel kernel has run yet: no threads to inherit
+        return True
+
+
 def run_local(ctx: Context, tasks: Sequence[Task], on_result: OnResult, jobs: int) -> None:
-    """Run the tasks in ``jobs`` forked processes (``jobs=1``: in this process)."""
+    """Run the tasks in ``jobs`` local processes (``jobs=1``: in this process).
+
+    The processes are forked (inheriting the compiled background and kernels) unless numba's
+    OpenMP/TBB threads already run here (forking those is unsafe): then they are spawned
+    and each compiles the background once.
+    """
     global _CTX
     if jobs <= 1 or len(tasks) <= 1:
         run_inline(ctx, tasks, on_result)
         return
-    methods = multiprocessing.get_all_start_methods()
-    mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     it = iter(tasks)
-    first = next(it)  # run here first: the forked workers inherit warm compiled kernels
-    on_result(first, ctx.run(first))
-    _CTX = ctx
+    if _fork_safe():
+        mp = multiprocessing.get_context("fork")
+        initargs: tuple[Any, ...] = ()
+        first = next(it)
+        if first[0] == "main":  # asymptotics use serial kernels: warm them up here, then fork
+            on_result(first, ctx.run(first))
+        else:  # pragma: no cover - tasks start with a point's main task
+            it = iter(tasks)
+        _CTX = ctx
+    else:
+        mp = multiprocessing.get_context("spawn")
+        initargs = (_payload(ctx),)
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=_init_worker, initargs=initargs) as ex:
             pending = {}
             for t in it:  # keep the queue short: a few tasks per worker in flight
                 pending[ex.submit(_run_forked, t)] = t
@@ -149,9 +194,7 @@ def _ray_run(token: str, boxed: list[Any], task: Task) -> dict[str, Any]:
     if ctx is None:
         import ray
 
-        payload = ray.get(boxed[0])
-        bkg = Background(payload["workspace"], measurement=payload["measurement"], modifier_settings=payload["modifier_settings"])
-        ctx = Context(bkg, payload["patches"], payload["settings"], payload.get("fault"))
+        ctx = _context(ray.get(boxed[0]))
         _RAY_CACHE.clear()
         _RAY_CACHE[token] = ctx
         try:
@@ -182,15 +225,7 @@ def run_ray(
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(max_retries=max_retries, num_cpus=1)(_ray_run)
-    bkg = ctx.background
-    payload = {
-        "workspace": bkg.spec,
-        "measurement": bkg.measurement_name,
-        "modifier_settings": bkg.modifier_settings,
-        "patches": ctx.patches,
-        "settings": ctx.settings,
-        "fault": ctx.fault,
-    }
+    payload = _payload(ctx)
     ref = ray.put(payload)
     token = uuid.uuid4().hex
     window = max(4, 2 * int(ray.cluster_resources().get("CPU", 2)))
