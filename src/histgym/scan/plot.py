@@ -24,10 +24,6 @@ __all__ = ["exclusion_contour", "brazil", "save"]
 
 def _plt() -> Any:
     try:
-        import matplotlib
-
-        if not matplotlib.get_backend() or "inline" not in matplotlib.get_backend():
-            matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError:
         raise HistgymError('plots need matplotlib: pip install "histgym[plot]"') from None
