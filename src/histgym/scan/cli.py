@@ -87,3 +87,46 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
     if args.out:
         text += f"\n\n{len(rows)} points written to {args.out}"
     return rows, text
+
+
+def add_sweep_parser(sub: Any) -> None:
+    """Add the ``sweep`` subcommand (PPO hyperparameter sweep on Ray Tune + Optuna)."""
+    sp = sub.add_parser(
+        "sweep",
+        help="PPO training sweep over hyperparameters and seeds (Ray Tune + Optuna)",
+        description="Train PPO on the built-in example (or --workspace) for hyperparameter sets "
+        "proposed by Optuna, each for every seed, on Ray Tune; print the table of trials.",
+    )
+    sp.add_argument("--trials", type=int, default=8, help="hyperparameter sets (default 8)")
+    sp.add_argument("--seeds", default="0,1", help="comma-separated training seeds (default 0,1)")
+    sp.add_argument("--timesteps", type=int, default=20_000, help="PPO steps per run (default 20000)")
+    sp.add_argument("--n-envs", type=int, default=4, help="environment copies per run (default 4)")
+    sp.add_argument("--workspace", default=None, help="pyhf JSON workspace (default: built-in)")
+    sp.add_argument("--concurrent", type=int, default=2, help="trials at once (default 2)")
+    sp.add_argument("--storage", default="sweeps", help="folder of the run folders (default ./sweeps)")
+    sp.add_argument("--ray", default=None, metavar="ADDRESS", help="Ray address (default: a local Ray)")
+    sp.add_argument("--out", default=None, help="write the table of trials here (JSON)")
+    sp.add_argument("--json", action="store_true", help="print the trials as JSON")
+
+
+def run_sweep(args: argparse.Namespace) -> tuple[Any, str]:
+    """Run ``histgym sweep``; returns (trials, table text)."""
+    import json
+
+    from .sweep import format_table, sweep
+
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    rows = sweep(
+        num_samples=args.trials,
+        seeds=seeds,
+        timesteps=args.timesteps,
+        n_envs=args.n_envs,
+        workspace=args.workspace,
+        max_concurrent=args.concurrent,
+        storage=args.storage,
+        address=args.ray,
+    )
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return rows, format_table(rows)
