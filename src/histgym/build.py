@@ -124,6 +124,8 @@ class NotPlain(Exception):
 
 _NUM = frozenset({int, float, bool})  # as pyhf's schema check (numbers.Number)
 _STR = frozenset({str})
+_DICT = frozenset({dict})
+_THREE = {3}
 _LIST = frozenset({list})
 _TYPES = frozenset(_TYPE_ORDER)
 _MOD_KEYS = frozenset({"name", "type", "data"})
@@ -151,7 +153,7 @@ def make_block(
     data, mods = sample["data"], sample["modifiers"]
     if type(sample["name"]) is not str or type(data) is not list or not data or not set(map(type, data)) <= _NUM:
         raise NotPlain
-    if type(mods) is not list or not all(type(m) is dict and len(m) == 3 for m in mods):
+    if type(mods) is not list or (mods and (not set(map(type, mods)) <= _DICT or set(map(len, mods)) != _THREE)):
         raise NotPlain
     try:  # columns of the modifier list; three keys present + three keys in all = schema's keys
         mtypes = [m["type"] for m in mods]
@@ -246,11 +248,11 @@ def make_block(
     for v in shapesys.values():
         if not all(math.isfinite(x) for x in v):
             _check_lengths(ci, si, channel, sample, nbins)
-    if not all(math.isfinite(v) for v in ns_hi + ns_lo):
-        raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
     nominal = np.array(data, dtype=np.float64)
     hi_arr = np.array(ns_hi, dtype=np.float64)
     lo_arr = np.array(ns_lo, dtype=np.float64)
+    if not (np.isfinite(hi_arr).all() and np.isfinite(lo_arr).all()):
+        raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
     ns_mask = np.array(fac_ns, dtype=bool)
     coef = np.zeros((len(fac_ids), 6))
     if ns_mask.any():
@@ -421,15 +423,19 @@ class ParsetCache:
             self.user[p["name"]] = p
         self._cache: dict[str, tuple[list[dict[str, Any]], Any]] = {}
 
-    def paramset(self, name: str, reqs: list[dict[str, Any]]) -> Any:
-        """pyhf's paramset object of ``name`` given its requirement list."""
-        hit = self._cache.get(name)
-        if hit is not None and len(hit[0]) == len(reqs) and all(a is b for a, b in zip(hit[0], reqs)):
-            return hit[1]
-        reduced = pyhf.parameters.reduce_paramsets_requirements({name: reqs}, self.user)
-        sets, _, _ = pyhf.pdf._create_parameters_from_spec(reduced)
-        self._cache[name] = (list(reqs), sets[name])
-        return sets[name]
+    def paramsets(self, required: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """pyhf's paramset objects (in ``required``'s order) given the requirement lists."""
+        miss = {}
+        for name, reqs in required.items():
+            hit = self._cache.get(name)
+            if hit is None or len(hit[0]) != len(reqs) or not all(a is b for a, b in zip(hit[0], reqs)):
+                miss[name] = reqs
+        if miss:  # one call of pyhf's reduction and construction for all new requirements
+            reduced = pyhf.parameters.reduce_paramsets_requirements(miss, self.user)
+            sets, _, _ = pyhf.pdf._create_parameters_from_spec(reduced)
+            for name, reqs in miss.items():
+                self._cache[name] = (list(reqs), sets[name])
+        return {name: self._cache[name][1] for name in required}
 
 
 def assemble(
@@ -521,7 +527,7 @@ def assemble(
     try:
         if not required:
             raise pyhf.exceptions.InvalidModel("No parameters specified for the Model.")
-        sets = {name: parsets.paramset(name, req_list) for name, req_list in required.items()}
+        sets = parsets.paramsets(required)
         auxdata: list[float] = []
         auxdata_order: list[str] = []
         for name, ps in sets.items():

@@ -9,9 +9,11 @@ reference path the tests compare with.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,19 @@ def _blocks(names: Names, channel_specs: Any, on_fail: Any) -> tuple[list[str], 
     return chans, by, plain
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (a large JSON document allocates ~10^5 containers,
+    which triggers full collections that cost more than the build; nothing here makes cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_model(
     workspace: WorkspaceLike,
     *,
@@ -113,6 +128,16 @@ def build_model(
     Raises:
         WorkspaceError: as :func:`histgym.from_pyhf`.
     """
+    with paused_gc():
+        return _build_model(workspace, measurement, patches, modifier_settings)
+
+
+def _build_model(
+    workspace: WorkspaceLike,
+    measurement: str | None,
+    patches: Sequence[Any] | None,
+    modifier_settings: Mapping[str, Mapping[str, str]] | None,
+) -> Model:
     spec = checked_spec(workspace, samples_too=False)
     if modifier_settings is not None:
         _check_modifier_settings(modifier_settings)

@@ -45,7 +45,7 @@ from .build import (
     select_measurement,
 )
 from .errors import UnknownName, WorkspaceError, did_you_mean
-from .fastbuild import _blocks, _check_numbers, _plain, _read, build_model, checked_spec
+from .fastbuild import _blocks, _check_numbers, _plain, build_model, checked_spec, paused_gc
 from .model import Model
 from .workspace import WorkspaceLike, _check_modifier_settings, _validate, read_json
 
@@ -153,6 +153,12 @@ class Background:
         measurement: str | None = None,
         modifier_settings: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        with paused_gc():
+            self._init(workspace, measurement, modifier_settings)
+
+    def _init(
+        self, workspace: WorkspaceLike, measurement: str | None, modifier_settings: Mapping[str, Mapping[str, str]] | None
+    ) -> None:
         spec = checked_spec(workspace, samples_too=False)
         if modifier_settings is not None:
             _check_modifier_settings(modifier_settings)
@@ -201,6 +207,10 @@ class Background:
         Raises:
             WorkspaceError: the patch does not apply, or the patched workspace is invalid.
         """
+        with paused_gc():
+            return self._model(patch)
+
+    def _model(self, patch: Patch | Sequence[Mapping[str, Any]] | None) -> Model:
         ops = [] if patch is None else (patch.operations if isinstance(patch, Patch) else list(patch))
         located = _sample_ops(ops, len(self._spec["channels"]))
         if located is None:
