@@ -267,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--save", default=None, help="write the trained agent (.zip) here")
     sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    from .scan.cli import add_parser as _add_scan_parser  # histgym scan / sweep (issue 12)
+    from .scan.cli import add_sweep_parser as _add_sweep_parser
+
+    _add_scan_parser(sub)
+    _add_sweep_parser(sub)
     return p
 
 
@@ -277,6 +282,8 @@ _COMMANDS = {
     "limit": _cmd_limit,
     "rank": _cmd_rank,
     "train": _cmd_train,
+    "scan": lambda args: __import__("histgym.scan.cli", fromlist=["run"]).run(args),
+    "sweep": lambda args: __import__("histgym.scan.cli", fromlist=["run_sweep"]).run_sweep(args),
 }
 
 

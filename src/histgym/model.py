@@ -483,6 +483,19 @@ def from_pyhf(
         >>> round(model.twice_nll(model.suggested_init()), 6)
         35.582271
     """
+    from .fastbuild import build_model  # the fast path (histgym.build); reference: _from_pyhf_reference
+
+    return build_model(workspace, measurement=measurement, patches=patches, modifier_settings=modifier_settings)
+
+
+def _from_pyhf_reference(
+    workspace: WorkspaceLike,
+    *,
+    measurement: str | None = None,
+    patches: Sequence[Any] | None = None,
+    modifier_settings: Mapping[str, Mapping[str, str]] | None = None,
+) -> Model:
+    """:func:`from_pyhf` through ``pyhf.Workspace`` and :mod:`histgym.compile` (slow; for tests)."""
     _, spec, config, observed = build_pyhf_model(
         workspace, measurement=measurement, patches=patches, modifier_settings=modifier_settings
     )

@@ -1,0 +1,175 @@
+"""Model layer: :func:`build_model`, the fast path behind :func:`histgym.from_pyhf`.
+
+No ``pyhf.Model``, no ``pyhf.Workspace`` on the way: the spec is checked by the compiled-in
+schema checks of :mod:`histgym.schema` (pyhf's ``jsonschema`` validation runs only to
+report an error), then compiled by :mod:`histgym.build`.  The layout is pyhf's own
+``_ModelConfig``; ``histgym.workspace.build_pyhf_model`` + ``histgym.compile`` remain the
+reference path the tests compare with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pyhf
+
+from . import schema
+from .build import Names, NotPlain, assemble, blocks_of, observed_data, select_measurement
+from .errors import WorkspaceError
+from .model import Model
+from .workspace import (
+    WorkspaceLike,
+    _check_modifier_settings,
+    _check_numbers,
+    _to_patch,
+    _validate,
+    read_spec,
+)
+
+try:  # optional: 2-3x faster parsing of large workspaces
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+__all__ = ["build_model", "checked_spec"]
+
+
+def _read(workspace: WorkspaceLike) -> dict[str, Any]:
+    """Parse a workspace; orjson (when installed) for text and files, else :func:`read_spec`."""
+    if _orjson is not None and isinstance(workspace, (str, os.PathLike)) and not isinstance(workspace, pyhf.Workspace):
+        try:
+            if isinstance(workspace, str) and workspace.lstrip()[:1] == "{":
+                data = _orjson.loads(workspace)
+            else:
+                path = Path(workspace)
+                data = _orjson.loads(path.read_bytes()) if path.is_file() else None
+        except (_orjson.JSONDecodeError, OSError, ValueError):
+            data = None  # read_spec reports the error (or reads NaN/Infinity, which orjson refuses)
+        if isinstance(data, dict):
+            return data
+    return read_spec(workspace)
+
+
+def _plain(doc: Any) -> Any:
+    """``doc`` as plain JSON data (tuples and numpy arrays/scalars become lists/floats)."""
+
+    def default(x: Any) -> Any:
+        if hasattr(x, "tolist"):
+            return x.tolist()
+        raise TypeError(f"{type(x).__name__} is not JSON data")
+
+    return json.loads(json.dumps(doc, default=default))
+
+
+def checked_spec(workspace: WorkspaceLike, samples_too: bool = True) -> dict[str, Any]:
+    """The workspace as a dict, valid under pyhf's ``workspace.json`` and with finite numbers.
+
+    The dict is not copied (the model refers to the caller's lists) unless it holds
+    non-JSON types (tuples, numpy arrays) that pyhf's validator accepts: then it is
+    converted to plain JSON data.  ``samples_too=False`` leaves the samples' content to the
+    caller (:func:`histgym.build.make_block` checks it while compiling).
+
+    Raises:
+        WorkspaceError: malformed JSON, schema violation (pyhf's message and JSON path),
+            non-finite yields or invalid observations.
+    """
+    spec = _read(workspace)
+    if not schema.fast_valid(spec, "workspace.json", samples_too):
+        _validate(spec)  # pyhf's validator: raises with its message, or accepts
+        spec = _plain(spec)
+    if samples_too:
+        _check_numbers(spec)
+    return spec
+
+
+def _blocks(names: Names, channel_specs: Any, on_fail: Any) -> tuple[list[str], dict[str, list[Any]], Any]:
+    try:
+        chans, by = blocks_of(names, channel_specs)
+        return chans, by, channel_specs
+    except NotPlain:
+        on_fail()  # pyhf's validator raises here on an invalid sample
+    plain = _plain(channel_specs)
+    try:
+        chans, by = blocks_of(names, plain)
+    except NotPlain:  # pragma: no cover - pyhf accepted what plain JSON checks refuse
+        raise WorkspaceError("workspace accepted by pyhf's schema but not understood by histgym") from None
+    return chans, by, plain
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (a large JSON document allocates ~10^5 containers,
+    which triggers full collections that cost more than the build; nothing here makes cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def build_model(
+    workspace: WorkspaceLike,
+    *,
+    measurement: str | None = None,
+    patches: Sequence[Any] | None = None,
+    modifier_settings: Mapping[str, Mapping[str, str]] | None = None,
+) -> Model:
+    """Compile a workspace into a :class:`histgym.Model` (see :func:`histgym.from_pyhf`).
+
+    Raises:
+        WorkspaceError: as :func:`histgym.from_pyhf`.
+    """
+    with paused_gc():
+        return _build_model(workspace, measurement, patches, modifier_settings)
+
+
+def _build_model(
+    workspace: WorkspaceLike,
+    measurement: str | None,
+    patches: Sequence[Any] | None,
+    modifier_settings: Mapping[str, Mapping[str, str]] | None,
+) -> Model:
+    spec = checked_spec(workspace, samples_too=False)
+    if modifier_settings is not None:
+        _check_modifier_settings(modifier_settings)
+    meas = select_measurement(spec, measurement)
+    modelspec: dict[str, Any] = {"channels": spec["channels"], "parameters": meas["config"]["parameters"]}
+    patch_objs = [_to_patch(p) for p in (patches or [])]
+    if patch_objs:
+        try:
+            for patch in patch_objs:
+                modelspec = jsonpatch.JsonPatch(patch).apply(modelspec)
+            if not schema.fast_valid(modelspec, "model.json"):
+                pyhf.schema.validate(modelspec, "model.json")
+        except pyhf.exceptions.InvalidSpecification as err:
+            path = getattr(err, "path", "")
+            msg = f"patched model violates the pyhf schema at {path or '<root>'}: {err.parent.message}"
+            raise WorkspaceError(msg, path=path) from err
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+            raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
+        _check_numbers(modelspec)
+    names = Names()
+    if patch_objs:
+        channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: None)
+    else:
+        channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: _validate(spec))
+        _check_numbers({"channels": chan_specs, "observations": spec["observations"]})
+    out = assemble(
+        names,
+        channels,
+        by_channel,
+        chan_specs,
+        modelspec.get("parameters", []),
+        meas["config"]["poi"],
+        modifier_settings,
+    )
+    return Model(out.config, out.spec, observed_data(spec, out.config), out.compiled)
