@@ -21,8 +21,8 @@ SHORT = ["--timesteps", "256", "--n-envs", "2", "--max-steps", "8"]
 FIGURES = {"episode.png": (450, 1500), "training.png": (450, 700), "fit_SR.png": (450, 1200)}
 
 
-def _sb3_temp_dirs() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("SB3-")}
+def _sb3_temp_dirs(folder: Path) -> set[str]:
+    return {p for p in os.listdir(folder) if p.startswith("SB3-")}
 
 
 def _png_shape(path: Path) -> tuple[int, int]:
@@ -38,12 +38,16 @@ def run(tmp_path_factory):
     import io
 
     path = tmp_path_factory.mktemp("train") / "run"
-    before = _sb3_temp_dirs()
+    private_tmp = tmp_path_factory.mktemp("tmpdir")  # SB3's default logger would write here
     err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = cli.main(["train", *SHORT, "--out", str(path)])
+    saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = cli.main(["train", *SHORT, "--out", str(path)])
+    finally:
+        tempfile.tempdir = saved
     return {"path": path, "code": code, "stderr": err.getvalue(), "stdout": out.getvalue(),
-            "new_sb3_dirs": _sb3_temp_dirs() - before}
+            "new_sb3_dirs": _sb3_temp_dirs(private_tmp)}
 
 
 def test_train_writes_a_complete_run_folder(run):

@@ -450,7 +450,9 @@ def train(
             agent.set_random_seed(int(seed))
         else:
             old_csv = []
-            agent = cls("MlpPolicy", venv, verbose=0, seed=int(seed), device="cpu", **options)
+            kw = dict(options)
+            policy = kw.pop("policy", "MlpPolicy")
+            agent = cls(policy, venv, verbose=0, seed=int(seed), device="cpu", **kw)
         agent.set_logger(_make_logger(run_dir))
         callback = _Progress(int(total_timesteps), stream) if progress else None
         t0 = time.perf_counter()
