@@ -245,11 +245,11 @@ def optimise_open_loop(
         es = cma.CMAEvolutionStrategy(x0, float(sigma0), {
             "seed": int(cma_seed), "maxfevals": budget, "verbose": -9,
             "bounds": [-6.0, 6.0]})
-        while not es.stop():
+        while not es.stop() and evals + es.popsize <= int(max_evals):
             X = es.ask()
             f = [-episode(np.tanh(np.asarray(x).reshape(K, n))) for x in X]
             es.tell(X, f)
-        if -es.result.fbest > best_f:
+        if es.result.xbest is not None and -es.result.fbest > best_f:
             best_f = float(-es.result.fbest)
             best_x = np.asarray(es.result.xbest).reshape(K, n)
     actions = np.tanh(best_x)[seg]
