@@ -15,7 +15,14 @@ from histgym import cli
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("matplotlib")
 
-from histgym.train import ALGOS, DEFAULT_HYPERPARAMS, load_agent, train  # noqa: E402
+from histgym.train import (  # noqa: E402
+    ALGOS,
+    DEFAULT_ALGO,
+    DEFAULT_HYPERPARAMS,
+    algorithm_class,
+    load_agent,
+    train,
+)
 
 SHORT = ["--timesteps", "256", "--n-envs", "2", "--max-steps", "8"]
 FIGURES = {"episode.png": (450, 1500), "training.png": (450, 700), "fit_SR.png": (450, 1200)}
@@ -55,9 +62,9 @@ def test_train_writes_a_complete_run_folder(run):
     assert run["code"] == 0, run["stderr"]
     assert not run["new_sb3_dirs"], "SB3 left a temp folder"
     config = json.loads((path / "config.json").read_text())
-    assert config["algo"] == "ppo" and config["seed"] == 0 and config["n_envs"] == 2
+    assert config["algo"] == DEFAULT_ALGO and config["seed"] == 0 and config["n_envs"] == 2
     assert config["env_kwargs"]["max_steps"] == 8 and config["env_kwargs"]["reward_metric"] == "z0"
-    assert config["hyperparams"]["n_steps"] == DEFAULT_HYPERPARAMS["ppo"]["n_steps"]
+    assert config["hyperparams"] == DEFAULT_HYPERPARAMS[DEFAULT_ALGO]
     assert {"histgym", "stable-baselines3", "torch", "numpy"} <= set(config["versions"])
     metrics = json.loads((path / "metrics.json").read_text())
     assert set(metrics["returns"]) == {"trained", "random", "idle", "greedy", "optimised"}
@@ -84,13 +91,14 @@ def test_train_prints_progress_and_a_table(run):
 
 
 def test_model_zip_loads_with_sb3_alone(run):
-    from stable_baselines3 import PPO
-
-    agent = PPO.load(run["path"] / "model.zip", device="cpu")
+    agent = algorithm_class(DEFAULT_ALGO).load(run["path"] / "model.zip", device="cpu")
     action, _ = agent.predict(np.ones(8), deterministic=True)
     assert action.shape == (8,)
     loaded, normalizer = load_agent(run["path"])
-    assert normalizer is not None and normalizer.obs_rms.mean.shape == (8,)
+    if (run["path"] / "vecnormalize.pkl").exists():
+        assert normalizer.obs_rms.mean.shape == (8,)
+    else:
+        assert normalizer is None
 
 
 def test_evaluate_and_plot_a_run(run, capsys):
@@ -131,10 +139,13 @@ def test_demo_writes_a_run_folder(tmp_path, capsys):
     assert "bkg_norm" in text
     metrics = json.loads((path / "metrics.json").read_text())
     assert {"trained", "random", "greedy", "idle"} == set(metrics["returns"])
+    from stable_baselines3 import PPO
+
+    assert PPO.load(path / "model.zip", device="cpu").n_steps == 128  # the notebook's PPO
     assert _png_shape(path / "figures" / "episode.png") == FIGURES["episode.png"]
 
 
-@pytest.mark.parametrize("algo", ["a2c", "sac"])
+@pytest.mark.parametrize("algo", ["a2c", "ppo" if DEFAULT_ALGO != "ppo" else "sac"])
 def test_other_algorithms_train_without_a_folder(algo):
     extra = {"learning_starts": 32} if algo == "sac" else {}
     r = train(algo=algo, total_timesteps=128, n_envs=2, out=None, progress=False,
@@ -172,3 +183,18 @@ def test_cli_train_errors(capsys, tmp_path):
     assert exc.value.code == 2
     assert cli.main(["evaluate", str(tmp_path)]) == 1
     assert "not a histgym run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_rl_zoo_hyperparameters_follow_the_defaults(algo):
+    import importlib
+
+    from histgym.train import DEFAULT_NORMALIZE, DEFAULT_TASK
+
+    hp = importlib.import_module(f"histgym.zoo.{algo}").hyperparams
+    entry = hp["histgym/GaussianBump-v0"]
+    assert entry["env_kwargs"] == DEFAULT_TASK and entry["n_envs"] == 4
+    assert entry["normalize"] == (DEFAULT_NORMALIZE[algo] or False)
+    for key, value in DEFAULT_HYPERPARAMS[algo].items():
+        assert entry[key] == value
+    assert "histgym/HistFactory-v0" in hp

@@ -214,7 +214,8 @@ def _cmd_demo(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
           f"(random baseline, PPO {args.timesteps} steps through make_vec_env, evaluation, "
           f"figures, ranking)", file=sys.stderr)
     out_dir = args.out or _demo_dir()
-    result = train(total_timesteps=args.timesteps, n_envs=4, seed=args.seed, out=out_dir,
+    result = train(algo="ppo", total_timesteps=args.timesteps, n_envs=4, seed=args.seed,
+                   out=out_dir,
                    references=("random", "idle", "greedy"), progress=not args.no_progress)
     lines = [result.table(), ""]
     ranks = {}
@@ -239,7 +240,7 @@ def _demo_dir() -> str:
 
 
 def _add_train_parsers(sub: Any) -> None:
-    from .train import ALGOS
+    from .train import ALGOS, DEFAULT_ALGO
 
     sp = sub.add_parser("train", help="train an RL agent and write a run folder (train extra)",
                         description="Train an agent (PPO by default) on a histgym task; write "
@@ -255,8 +256,8 @@ def _add_train_parsers(sub: Any) -> None:
     sp.add_argument("--budget", default="total", choices=["total", "none"])
     sp.add_argument("--max-steps", type=int, default=None, help="episode length (default 64)")
     sp.add_argument("--action-scale", type=float, default=None, help="default 0.1")
-    sp.add_argument("--algo", default="ppo", choices=list(ALGOS),
-                    help="SB3 algorithm (tqc, trpo, ars need sb3-contrib)")
+    sp.add_argument("--algo", default=DEFAULT_ALGO, choices=list(ALGOS),
+                    help=f"SB3 algorithm (default {DEFAULT_ALGO}; tqc, trpo, ars need sb3-contrib)")
     sp.add_argument("--timesteps", type=int, default=None,
                     help="environment steps (default 50000; with --resume: additional steps)")
     sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")

@@ -48,6 +48,7 @@ from .agents import (
 
 __all__ = [
     "ALGOS",
+    "DEFAULT_ALGO",
     "DEFAULT_HYPERPARAMS",
     "DEFAULT_NORMALIZE",
     "DEFAULT_TASK",
@@ -79,11 +80,15 @@ ALGOS: dict[str, tuple[str, str]] = {
     "ars": ("sb3_contrib", "ARS"),
 }
 
-#: Default hyperparameters per algorithm (overridden by ``hyperparams``). PPO's were chosen by
-#: ``benchmarks/train_sweep.py``; the others are SB3's defaults adapted to 64-step episodes.
+#: The algorithm of ``histgym train`` (chosen by ``benchmarks/train_sweep.py``).
+DEFAULT_ALGO = "sac"
+
+#: Default hyperparameters per algorithm (overridden by ``hyperparams``), for 64-step episodes
+#: on 4 environments. Chosen by ``benchmarks/train_sweep.py`` (table in benchmarks/README.md):
+#: SAC's and ARS's are the best of their family there; PPO's are the reference notebook's,
+#: which did better than every PPO variant with normalisation tried.
 DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
-    "ppo": dict(learning_rate=3e-4, n_steps=64, batch_size=128, n_epochs=10, gamma=0.99,
-                policy_kwargs=dict(log_std_init=-1.0)),
+    "ppo": dict(learning_rate=3e-4, n_steps=128, batch_size=64, n_epochs=10, gamma=0.99),
     "a2c": dict(learning_rate=7e-4, n_steps=8, gamma=0.99),
     "sac": dict(learning_rate=1e-3, train_freq=64, gradient_steps=16, batch_size=256,
                 learning_starts=1024, gamma=0.99),
@@ -91,16 +96,21 @@ DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
                 learning_starts=1024, gamma=0.99),
     "tqc": dict(learning_rate=1e-3, train_freq=64, gradient_steps=16, batch_size=256,
                 learning_starts=1024, gamma=0.99),
-    "trpo": dict(n_steps=256, gamma=0.99),
-    "ars": dict(n_delta=8, n_top=4, delta_std=0.05, learning_rate=0.02),
+    "trpo": dict(n_steps=128, batch_size=128, gamma=0.99, target_kl=0.02, learning_rate=1e-3),
+    "ars": dict(policy="LinearPolicy", n_delta=8, n_top=4, delta_std=0.2, learning_rate=0.1),
 }
 
-#: Default VecNormalize options (``None``: no normalisation). Reward normalisation is not used
-#: by off-policy algorithms (their replay buffers hold raw rewards).
-DEFAULT_NORMALIZE: dict[str, Any] = dict(norm_obs=True, norm_reward=True, gamma=0.99)
-
-_ON_POLICY = ("ppo", "a2c", "trpo", "ars")
-
+#: Default ``VecNormalize`` options per algorithm (``None``: no normalisation). Off-policy
+#: algorithms normalise observations only (their replay buffers hold raw rewards).
+DEFAULT_NORMALIZE: dict[str, dict[str, Any] | None] = {
+    "ppo": None,
+    "a2c": dict(norm_obs=True, norm_reward=True),
+    "sac": dict(norm_obs=True, norm_reward=False),
+    "td3": dict(norm_obs=True, norm_reward=False),
+    "tqc": dict(norm_obs=True, norm_reward=False),
+    "trpo": None,
+    "ars": dict(norm_obs=True, norm_reward=False),
+}
 
 def _require(module: str) -> Any:
     import importlib
@@ -299,7 +309,7 @@ def train(
     channel: str = "SR",
     sample: str = "signal",
     env_kwargs: Mapping[str, Any] | None = None,
-    algo: str = "ppo",
+    algo: str = DEFAULT_ALGO,
     total_timesteps: int = DEFAULT_TIMESTEPS,
     n_envs: int = 4,
     seed: int = 0,
@@ -324,8 +334,8 @@ def train(
         channel, sample: the controlled sample (defaults fit the built-in example).
         env_kwargs: keyword arguments of :class:`histgym.HistFactoryEnv`; defaults to
             :data:`DEFAULT_TASK` (given keys override it).
-        algo: ``"ppo"`` (default), ``"a2c"``, ``"sac"``, ``"td3"``, or sb3-contrib's
-            ``"tqc"``, ``"trpo"``, ``"ars"`` when installed.
+        algo: ``"ppo"``, ``"a2c"``, ``"sac"``, ``"td3"``, or sb3-contrib's ``"tqc"``,
+            ``"trpo"``, ``"ars"`` when installed; defaults to :data:`DEFAULT_ALGO`.
         total_timesteps: environment steps (summed over the ``n_envs`` copies); with
             ``resume``, the additional steps.
         n_envs: environment copies stepped together.
@@ -334,8 +344,8 @@ def train(
             optimised); random episodes use ``eval_seed + k``.
         n_random: number of random-policy episodes (mean and std reported).
         hyperparams: overrides of :data:`DEFAULT_HYPERPARAMS` ``[algo]``.
-        normalize: ``VecNormalize`` options; ``"default"`` = :data:`DEFAULT_NORMALIZE`,
-            ``None`` = no normalisation.
+        normalize: ``VecNormalize`` options; ``"default"`` = :data:`DEFAULT_NORMALIZE`
+            ``[algo]``, ``None`` = no normalisation.
         out: the run folder; ``True`` = ``runs/<metric>-<timestamp>``, ``None``/``False`` =
             write nothing.
         resume: a run folder to continue: its config (task, algorithm, hyperparameters),
@@ -395,10 +405,8 @@ def train(
     else:
         options = dict(DEFAULT_HYPERPARAMS.get(algo, {}))
         options.update(hyperparams or {})
-    if normalize == "default":
-        normalize = dict(DEFAULT_NORMALIZE)
-        if algo not in _ON_POLICY:
-            normalize["norm_reward"] = False
+    if isinstance(normalize, str) and normalize == "default":
+        normalize = DEFAULT_NORMALIZE.get(algo)
     if normalize:
         normalize = dict(normalize)
         normalize.setdefault("gamma", options.get("gamma", 0.99))

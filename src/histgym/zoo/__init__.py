@@ -28,7 +28,6 @@ def zoo_hyperparams(algo: str) -> dict[str, dict[str, Any]]:
     ``rl_zoo3.train`` and ``histgym train`` train the same way.
     """
     from ..train import (
-        _ON_POLICY,
         DEFAULT_HYPERPARAMS,
         DEFAULT_NORMALIZE,
         DEFAULT_TASK,
@@ -36,10 +35,7 @@ def zoo_hyperparams(algo: str) -> dict[str, dict[str, Any]]:
     )
 
     hp = copy.deepcopy(DEFAULT_HYPERPARAMS[algo])
-    normalize = dict(DEFAULT_NORMALIZE)
-    if algo not in _ON_POLICY:
-        normalize["norm_reward"] = False
-    normalize.pop("gamma", None)  # rl-zoo3 takes the algorithm's gamma
+    normalize: Any = dict(DEFAULT_NORMALIZE[algo] or {}) or False
     base = dict(n_envs=4, n_timesteps=DEFAULT_TIMESTEPS, policy=hp.pop("policy", "MlpPolicy"),
                 normalize=normalize, **hp)
     return {
