@@ -56,3 +56,48 @@ def test_greedy_policy_needs_the_gradient():
     env = histgym.make_gaussian_bump_env()
     with pytest.raises(ValueError, match="return_gradient"):
         greedy_policy(env)
+
+
+def _short_task(**kw):
+    return histgym.make_gaussian_bump_env(max_steps=8, action_scale=0.1, **kw)
+
+
+def test_record_episode_matches_run_episode():
+    from histgym.agents import record_episode
+
+    env = _short_task(return_gradient=True)
+    ret, info = run_episode(env, greedy_policy(env), seed=3)
+    ep = record_episode(env, greedy_policy(env), seed=3)
+    assert ep["return"] == pytest.approx(ret, rel=1e-12) and ep["final_value"] == info["value"]
+    assert len(ep["rewards"]) == len(ep["actions"]) == 8 and len(ep["yields"]) == 9
+    assert np.sum(ep["yields"][-1]) == pytest.approx(np.sum(ep["yields"][0]))  # budget="total"
+
+
+def test_open_loop_policy_replays_a_sequence():
+    from histgym.agents import open_loop_policy, record_episode
+
+    env = _short_task()
+    seq = np.random.default_rng(0).uniform(-1, 1, (8, 8))
+    ep = record_episode(env, open_loop_policy(seq), seed=0)
+    np.testing.assert_allclose(ep["actions"], seq.astype(np.float32))
+    with pytest.raises(ValueError, match="2-d"):
+        open_loop_policy(np.zeros(8))
+
+
+def test_optimise_open_loop_beats_greedy_and_every_constant_action():
+    pytest.importorskip("cma")
+    from histgym.agents import open_loop_policy, optimise_open_loop
+
+    r = optimise_open_loop(_short_task, seed=123, n_segments=2, max_evals=150)
+    assert r.actions.shape == (8, 8) and np.all(np.abs(r.actions) <= 1)
+    assert r.evaluations <= 150 and r.n_segments == 2
+    env = _short_task(return_gradient=True)
+    replay, _ = run_episode(env, open_loop_policy(r.actions), seed=123)
+    assert replay == pytest.approx(r.episode_return, rel=1e-9)
+    greedy, _ = run_episode(env, greedy_policy(env), seed=123)
+    assert r.episode_return >= greedy
+    for b in range(8):
+        a = -np.ones(8, dtype=np.float32)
+        a[b] = 1
+        const, _ = run_episode(env, lambda obs, info, a=a: a, seed=123)
+        assert r.episode_return >= const - 1e-3  # starts from the best of them

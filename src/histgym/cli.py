@@ -1,9 +1,11 @@
 """Command line (top layer): ``histgym fit|significance|cls|limit|rank WORKSPACE`` and
-``histgym train``.
+``histgym train|evaluate|plot|demo``.
 
 Each inference subcommand takes ``--measurement``, ``--patch FILE`` (repeatable) and ``--json``
 (machine-readable output on stdout); a readable table is printed by default. ``histgym train``
-trains PPO on the built-in example (or ``--workspace``), which needs the ``train`` extra.
+trains an agent on the built-in example (or a workspace) and writes a run folder;
+``evaluate RUN`` / ``plot RUN`` re-evaluate and redraw it; ``demo`` runs the reference notebook's
+workflow (the ``train`` and ``plot`` extras).
 """
 
 from __future__ import annotations
@@ -203,21 +205,134 @@ def _plot_ranking(rows: list[dict[str, Any]], path: str, poi: str) -> None:
     plt.close(fig)
 
 
-def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from .train import train_ppo
-
-    env_kwargs: dict[str, Any] = {"reward_metric": args.metric, "data": args.data,
-                                  "budget": None if args.budget == "none" else args.budget}
+# ---------------------------------------------------------------- train / evaluate / plot / demo
+def _train_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {"reward_metric": args.metric, "data": args.data,
+                          "budget": None if args.budget == "none" else args.budget}
     if args.max_steps is not None:
-        env_kwargs["max_steps"] = args.max_steps
+        kw["max_steps"] = args.max_steps
     if args.action_scale is not None:
-        env_kwargs["action_scale"] = args.action_scale
-    print(f"training PPO for {args.timesteps} steps on "
-          f"{args.workspace or 'the built-in example (8-bin Gaussian bump)'} ...", file=sys.stderr)
-    summary = train_ppo(args.workspace, channel=args.channel, sample=args.sample,
-                        env_kwargs=env_kwargs, total_timesteps=args.timesteps,
-                        n_envs=args.n_envs, seed=args.seed, save=args.save)  # fmt: skip
-    return summary.as_dict(), summary.table()
+        kw["action_scale"] = args.action_scale
+    return kw
+
+
+def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .train import DEFAULT_TIMESTEPS, train
+
+    workspace = args.workspace or args.workspace_opt
+    hyper = json.loads(args.hyperparams) if args.hyperparams else None
+    steps = args.timesteps if args.timesteps is not None else DEFAULT_TIMESTEPS
+    what = (f"continuing {args.resume}" if args.resume else
+            f"{args.algo.upper()} on {workspace or 'the built-in example (8-bin Gaussian bump)'}")
+    print(f"histgym train: {what}, {steps} steps, {args.n_envs} envs, seed {args.seed}",
+          file=sys.stderr)
+    result = train(workspace, channel=args.channel, sample=args.sample,
+                   env_kwargs=_train_env_kwargs(args), algo=args.algo, total_timesteps=steps,
+                   n_envs=args.n_envs, seed=args.seed, hyperparams=hyper,
+                   out=args.out if args.out else True, resume=args.resume,
+                   progress=not args.no_progress, figures=not args.no_figures,
+                   torch_threads=args.threads or None)
+    out = dict(result.metrics, run_dir=str(result.run_dir))
+    return out, result.table()
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .train import evaluate_run, metrics_table
+
+    metrics = evaluate_run(args.run, episodes=args.episodes, figures=not args.no_figures)
+    return dict(metrics, run_dir=args.run), metrics_table(metrics, args.run)
+
+
+def _cmd_plot(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .plot import plot_run
+
+    paths = [str(p) for p in plot_run(args.run)]
+    return {"figures": paths}, "\n".join(paths)
+
+
+def _cmd_demo(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .interpret import rank_impact
+    from .model import from_pyhf
+    from .train import train
+
+    print(f"histgym demo: the nextstat.gym PPO notebook's workflow on the built-in example "
+          f"(random baseline, PPO {args.timesteps} steps through make_vec_env, evaluation, "
+          f"figures, ranking)", file=sys.stderr)
+    out_dir = args.out or _demo_dir()
+    result = train(algo="ppo", total_timesteps=args.timesteps, n_envs=4, seed=args.seed,
+                   out=out_dir,
+                   references=("random", "idle", "greedy"), progress=not args.no_progress)
+    lines = [result.table(), ""]
+    ranks = {}
+    for label, ep in (("original", 0), ("PPO-optimised", -1)):
+        from .envs.single import HistFactoryEnv
+
+        cfg = result.config
+        env = HistFactoryEnv(cfg["workspace"], channel=cfg["channel"], sample=cfg["sample"],
+                             **cfg["env_kwargs"])
+        env.reset(options={"yields": np.asarray(result.episodes["trained"]["yields"][ep])})
+        rows = rank_impact(from_pyhf(env.workspace()), top_n=5, data=env.current_data())
+        ranks[label] = rows
+        lines.append(f"Ranking ({label} model):")
+        lines += [f"  {r['rank']}. {r['name']:20s} impact={r['total_impact']:.4f}" for r in rows]
+    return dict(result.metrics, run_dir=str(result.run_dir), ranking=ranks), "\n".join(lines)
+
+
+def _demo_dir() -> str:
+    import datetime
+
+    return f"runs/demo-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _add_train_parsers(sub: Any) -> None:
+    from .train import ALGOS, DEFAULT_ALGO
+
+    sp = sub.add_parser("train", help="train an RL agent and write a run folder (train extra)",
+                        description="Train an agent (PPO by default) on a histgym task; write "
+                        "a run folder (config.json, model.zip, progress.csv, metrics.json, "
+                        "figures/*.png) and print the trained agent against the references.")
+    sp.add_argument("workspace", nargs="?", default=None,
+                    help="pyhf JSON workspace (default: the built-in example)")
+    sp.add_argument("--workspace", dest="workspace_opt", default=None, help=argparse.SUPPRESS)
+    sp.add_argument("--channel", default="SR", help="channel of the controlled sample")
+    sp.add_argument("--sample", default="signal", help="controlled sample")
+    sp.add_argument("--metric", default="z0", choices=["nll", "q0", "z0", "qmu", "zmu"])
+    sp.add_argument("--data", default="asimov", choices=["observed", "asimov"])
+    sp.add_argument("--budget", default="total", choices=["total", "none"])
+    sp.add_argument("--max-steps", type=int, default=None, help="episode length (default 64)")
+    sp.add_argument("--action-scale", type=_finite_float, default=None, help="default 0.1")
+    sp.add_argument("--algo", default=DEFAULT_ALGO, choices=list(ALGOS),
+                    help=f"SB3 algorithm (default {DEFAULT_ALGO}; tqc, trpo, ars need sb3-contrib)")
+    sp.add_argument("--timesteps", type=int, default=None,
+                    help="environment steps (default 50000; with --resume: additional steps)")
+    sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--hyperparams", default=None,
+                    help="JSON object overriding the algorithm's defaults")
+    sp.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1, fastest for small MLPs; 0: torch's own)")
+    sp.add_argument("--out", default=None, help="run folder (default runs/<metric>-<timestamp>)")
+    sp.add_argument("--resume", default=None, metavar="RUN", help="continue this run folder")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument("--no-figures", action="store_true", help="do not draw figures")
+    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    sp = sub.add_parser("evaluate", help="re-evaluate a training run; update its metrics.json")
+    sp.add_argument("run", help="run folder of histgym train")
+    sp.add_argument("--episodes", type=int, default=None, help="random-policy episodes")
+    sp.add_argument("--no-figures", action="store_true", help="do not redraw figures")
+    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    sp = sub.add_parser("plot", help="redraw the figures of a training run")
+    sp.add_argument("run", help="run folder of histgym train")
+    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    sp = sub.add_parser("demo", help="the reference notebook's PPO workflow, in one command")
+    sp.add_argument("--timesteps", type=int, default=20_000, help="PPO steps (default 20000)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", default=None, help="run folder (default runs/demo-<timestamp>)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -253,20 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--top", type=int, default=None, help="show only the top N parameters")
     sp.add_argument("--plot", default=None, help="write a ranking plot to this file")
-    sp = sub.add_parser("train", help="train a PPO agent (needs the train extra)")
-    sp.add_argument("--workspace", default=None, help="pyhf JSON workspace (default: built-in)")
-    sp.add_argument("--channel", default="SR", help="channel of the controlled sample")
-    sp.add_argument("--sample", default="signal", help="controlled sample")
-    sp.add_argument("--metric", default="z0", choices=["nll", "q0", "z0", "qmu", "zmu"])
-    sp.add_argument("--data", default="asimov", choices=["observed", "asimov"])
-    sp.add_argument("--budget", default="total", choices=["total", "none"])
-    sp.add_argument("--max-steps", type=int, default=None, help="episode length (default 64)")
-    sp.add_argument("--action-scale", type=_finite_float, default=None, help="default 0.1")
-    sp.add_argument("--timesteps", type=int, default=50_000, help="PPO steps (default 50000)")
-    sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--save", default=None, help="write the trained agent (.zip) here")
-    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    _add_train_parsers(sub)
     from .scan.cli import add_parser as _add_scan_parser  # histgym scan / sweep (issue 12)
     from .scan.cli import add_sweep_parser as _add_sweep_parser
 
@@ -282,6 +384,9 @@ _COMMANDS = {
     "limit": _cmd_limit,
     "rank": _cmd_rank,
     "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "plot": _cmd_plot,
+    "demo": _cmd_demo,
     "scan": lambda args: __import__("histgym.scan.cli", fromlist=["run"]).run(args),
     "sweep": lambda args: __import__("histgym.scan.cli", fromlist=["run_sweep"]).run_sweep(args),
 }
