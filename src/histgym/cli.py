@@ -220,6 +220,10 @@ def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from .train import DEFAULT_TIMESTEPS, train
 
     workspace = args.workspace or args.workspace_opt
+    if workspace is not None:
+        from .workspace import load_workspace
+
+        load_workspace(workspace)  # input errors before any output (one line, exit 2)
     hyper = json.loads(args.hyperparams) if args.hyperparams else None
     steps = args.timesteps if args.timesteps is not None else DEFAULT_TIMESTEPS
     what = (f"continuing {args.resume}" if args.resume else

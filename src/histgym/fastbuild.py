@@ -12,20 +12,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import pyhf
 
-from . import schema
+from . import schema, spec_checks
 from .build import Names, NotPlain, assemble, blocks_of, observed_data, select_measurement
 from .errors import WorkspaceError
 from .model import Model
 from .workspace import (
     WorkspaceLike,
+    _check_measurement,
     _check_modifier_settings,
     _check_numbers,
     _to_patch,
@@ -33,27 +32,11 @@ from .workspace import (
     read_spec,
 )
 
-try:  # optional: 2-3x faster parsing of large workspaces
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
-
 __all__ = ["build_model", "checked_spec"]
 
 
 def _read(workspace: WorkspaceLike) -> dict[str, Any]:
-    """Parse a workspace; orjson (when installed) for text and files, else :func:`read_spec`."""
-    if _orjson is not None and isinstance(workspace, (str, os.PathLike)) and not isinstance(workspace, pyhf.Workspace):
-        try:
-            if isinstance(workspace, str) and workspace.lstrip()[:1] == "{":
-                data = _orjson.loads(workspace)
-            else:
-                path = Path(workspace)
-                data = _orjson.loads(path.read_bytes()) if path.is_file() else None
-        except (_orjson.JSONDecodeError, OSError, ValueError):
-            data = None  # read_spec reports the error (or reads NaN/Infinity, which orjson refuses)
-        if isinstance(data, dict):
-            return data
+    """Parse a workspace with :func:`histgym.workspace.read_spec` (which refuses duplicate keys)."""
     return read_spec(workspace)
 
 
@@ -156,13 +139,20 @@ def _build_model(
             raise WorkspaceError(msg, path=path) from err
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
             raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
-        _check_numbers(modelspec)
+    # histgym's semantic checks (bin counts against the observations, finite numbers, JSON
+    # paths in the messages) before compiling: the kernels rely on them for their bounds
+    try:
+        _check_numbers({"channels": modelspec["channels"], "observations": spec["observations"]})
+    except WorkspaceError:
+        if not patch_objs:
+            _validate(spec)  # a schema violation is reported as pyhf reports it, first
+        raise
     names = Names()
     if patch_objs:
         channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: None)
     else:
         channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: _validate(spec))
-        _check_numbers({"channels": chan_specs, "observations": spec["observations"]})
+    ppath = _check_measurement(modelspec, [m["name"] for m in spec["measurements"]], meas)
     out = assemble(
         names,
         channels,
@@ -172,4 +162,5 @@ def _build_model(
         meas["config"]["poi"],
         modifier_settings,
     )
+    spec_checks.check_measurement_config(modelspec.get("parameters", []), out.config, ppath)
     return Model(out.config, out.spec, observed_data(spec, out.config), out.compiled)

@@ -243,7 +243,8 @@ class Background:
         except NotPlain:
             return self._full(ops)
         fresh = [b.source for c in chans for b in by_channel[c] if id(b.source) not in self._by_id]
-        _check_numbers({"channels": [{"name": "patched", "samples": fresh}], "observations": []})
+        if fresh:  # the semantic checks on every channel the patch touched (whole channels)
+            _check_numbers({"channels": list(touched.values())})
         kept = sum(len(v) for v in by_channel.values()) - sum(
             1 for c in chans for b in by_channel[c] if id(b.source) not in self._by_id
         )

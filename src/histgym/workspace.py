@@ -197,6 +197,31 @@ def _validate(spec: Mapping[str, Any]) -> pyhf.Workspace:
         raise WorkspaceError(f"invalid workspace (pyhf: {type(err).__name__}: {err})") from err
 
 
+def _check_numbers(spec: Mapping[str, Any]) -> None:
+    """Semantic checks of :mod:`histgym.spec_checks` on a workspace or model spec.
+
+    ``spec`` holds ``"channels"`` and optionally ``"observations"`` (checked against the
+    channels: bin counts, names, numbers); used by the fast build path and by patch sets.
+    """
+    observations = spec.get("observations")
+    if observations:
+        spec_checks.check_observations(spec)
+    observed_by = {o["name"]: o["data"] for o in observations} if observations else None
+    spec_checks.check_model_spec(spec, observed_by)
+
+
+def _check_measurement(modelspec: Mapping[str, Any], names: Sequence[str], meas: Any) -> str:
+    """Checks of the measurement's parameter configuration; returns its JSON path."""
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            path = f"measurements[{i}].name"
+            raise WorkspaceError(f"measurement {name!r} is defined twice ({path})", path=path)
+    ppath = f"measurements[{names.index(meas['name'])}].config.parameters"
+    spec_checks.check_parameter_numbers(modelspec.get("parameters", []), ppath)
+    spec_checks.check_lumi(modelspec, ppath)
+    return ppath
+
+
 def build_pyhf_model(
     workspace: WorkspaceLike,
     *,
