@@ -10,3 +10,27 @@ jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 #: Small helpers inlined at numba IR level into their callers.
 jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+
+def threads_pay_off(work: int, min_work_per_thread: int = 512) -> bool:
+    """Whether a batched driver should run in numba threads rather than in one thread.
+
+    Args:
+        work: size of the batch in units of a cheap row (e.g. rows x relative cost).
+        min_work_per_thread: work below which a thread's start-up cost dominates.
+
+    True when at least two threads are free (numba's thread count, minus the load average
+    of the other processes on the machine, rounded) and each gets ``min_work_per_thread``.
+    """
+    import os
+
+    threads = numba.get_num_threads()
+    if threads < 2 or work < 2 * min_work_per_thread:
+        return False
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - platforms without getloadavg
+        busy = 0.0
+    cpus = os.cpu_count() or 1
+    free = min(threads, int(cpus - busy + 0.5) + 1)  # this process counts in the load
+    return free >= 2

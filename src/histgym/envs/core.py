@@ -23,7 +23,10 @@ from .._kernels import env_step as K
 from ..errors import InvalidParameters, UnknownName, did_you_mean
 from ..model import Model, from_pyhf
 
-__all__ = ["EnvParams", "EnvState", "REWARD_METRICS", "ACTION_MODES", "build_params"]
+__all__ = [
+    "EnvParams", "EnvState", "REWARD_METRICS", "ACTION_MODES", "build_params", "start_yields",
+    "start_yields_batch",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -317,14 +320,27 @@ def build_params(
 
 def start_yields(params: EnvParams, rng: np.random.Generator) -> FloatArray:
     """Initial yields of an episode: nominal, times ``exp(N(0, init_noise))`` per bin."""
-    base = params.base_yields.copy()
-    noise = params.options["init_noise"]
-    if noise > 0.0:
-        base = base * np.exp(rng.normal(0.0, noise, size=base.shape))
-    base = np.clip(base, params.options["clip_min"], params.options["clip_max"])
-    if params.options["budget"] == "total":
-        base = np.clip(base * (params.total / base.sum()), params.options["clip_min"],
-                       params.options["clip_max"])
+    return start_yields_batch(params, [rng])[0]
+
+
+def start_yields_batch(params: EnvParams, rngs: Sequence[np.random.Generator]) -> FloatArray:
+    """Initial yields of ``len(rngs)`` episodes (float64 [k, n_y]), row ``j`` drawing from ``rngs[j]``.
+
+    The same arithmetic as :func:`start_yields` row by row (the single environment calls this
+    with one generator), so a vector environment's rows equal single environments exactly.
+    Only with ``init_noise > 0`` is there one ``normal`` draw per row; the rest is vectorised.
+    """
+    k = len(rngs)
+    opts = params.options
+    base = np.repeat(params.base_yields[None, :], k, axis=0)
+    noise = opts["init_noise"]
+    if noise > 0.0 and k:
+        eps = np.stack([r.normal(0.0, noise, size=params.n_y) for r in rngs])
+        base = base * np.exp(eps)
+    lo, hi = opts["clip_min"], opts["clip_max"]
+    base = np.clip(base, lo, hi)
+    if opts["budget"] == "total":
+        base = np.clip(base * (params.total / base.sum(axis=1, keepdims=True)), lo, hi)
     return base
 
 

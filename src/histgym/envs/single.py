@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -160,6 +161,17 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
 
     # ------------------------------------------------------------------ properties
     @property
+    def spec(self) -> Any:
+        """The ``EnvSpec`` set by ``gymnasium.make``; ``max_episode_steps`` defaults to ``max_steps``."""
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        if value is not None and value.max_episode_steps is None:
+            value = dataclasses.replace(value, max_episode_steps=self.max_steps)
+        self.__dict__["_spec"] = value
+
+    @property
     def model(self) -> Model:
         """The compiled model at the workspace's nominal yields (not the current state)."""
         return self._params.model
@@ -239,8 +251,10 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             ValueError: the action has the wrong shape or non-finite entries.
         """
         a = action
-        if type(a) is not np.ndarray or a.dtype.kind != "f":  # float32/64 arrays go as they are
-            a = np.asarray(action, dtype=np.float64)
+        if not (type(a) is np.ndarray and a.dtype == np.float64 and a.flags.c_contiguous
+                and a.flags.writeable and a.dtype.isnative):
+            # one array type reaches the kernel (no compile per dtype, layout or byte order)
+            a = np.array(action, dtype=np.float64, order="C")
         if a.shape != self._shape:
             raise InvalidParameters(f"action has shape {a.shape}; expected {self._shape}")
         if K.env_step(a, self._S, self._P, self._Q, self._ibuf):
