@@ -77,7 +77,7 @@ def test_vector_equals_sync_vector_env(synth_ws, metric, mode):
 def test_options_and_time_limit_equal_sync_vector_env(synth_ws, mode):
     """``max_episode_steps`` (make_vec) acts as TimeLimit; extensions: add, delta, budget."""
     kw = dict(KW, reward_metric="q0", max_steps=5, action_mode="add", reward_mode="delta",
-              budget="total", data="observed")
+              budget="total", data="observed", string_info=False)
     n = 2
     venv = gym.make_vec("histgym/HistFactory-v0", num_envs=n,
                         vectorization_mode="vector_entry_point", workspace=synth_ws,

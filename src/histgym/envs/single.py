@@ -33,7 +33,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     shapesys relative uncertainties); :meth:`workspace` exports the current state.
 
     ## Observation Space
-    ``Box(clip_min, clip_max, (n_bins,), float64)``: the current yields (events) of the
+    ``Box(0, clip_max, (n_bins,), float64)`` (yields stay >= ``clip_min``; the lower bound is 0
+    so that zero-filled placeholders, e.g. torchrl's final observations, are in the space):
+    the current yields (events) of the
     controlled sample in the channel's bins.
 
     ## Action Space
@@ -88,6 +90,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     | ``budget`` | None | or ``"total"``: keep the sample's total yield fixed |
     | ``return_gradient`` | False | put ``reward_grad`` in ``info`` |
     | ``render_mode`` | None | ``"ansi"`` or ``"rgb_array"`` (needs matplotlib) |
+    | ``string_info`` | True | False leaves out ``reward_metric`` and ``seed`` (the keys that are not numbers), e.g. for torchrl, which stores infos as tensors |
 
     ## Vectorized environment
     ``histgym.envs.HistFactoryVectorEnv`` steps N copies in one compiled parallel loop
@@ -124,6 +127,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         return_gradient: bool = False,
         render_mode: str | None = None,
         workspace_json: Any = None,
+        string_info: bool = True,
     ) -> None:
         if workspace is None:
             workspace = workspace_json
@@ -141,6 +145,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             return_gradient=return_gradient,
         )
         self._params = core.build_params(workspace, **self._init_kwargs)
+        self.string_info = bool(string_info)
         self.render_mode = render_mode
         p = self._params
         self.channel = channel
@@ -151,7 +156,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self.budget = budget
         self.return_gradient = bool(return_gradient)
         self.observation_space = spaces.Box(
-            low=float(clip_min), high=float(clip_max), shape=(p.n_y,), dtype=np.float64
+            low=0.0, high=float(clip_max), shape=(p.n_y,), dtype=np.float64
         )
         self.action_space = spaces.Box(low=-1.0, high=1.0, shape=(p.n_y,), dtype=np.float32)
         self._shape = (p.n_y,)
@@ -239,7 +244,8 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._started = True
         info = self._info()
         del info["value_reward"]
-        info["seed"] = seed
+        if self.string_info:
+            info["seed"] = seed
         return self._st.yields[0].copy(), info
 
     def step(
@@ -269,7 +275,6 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         metric = self.reward_metric
         info: dict[str, Any] = {
             "step": self._t,
-            "reward_metric": metric,
             "value": o[K.O_VALUE],
             "fit_status": int(o[K.O_STATUS]),
             "fit_ok": o[K.O_OK] == 1.0,
@@ -287,6 +292,8 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             info["n_iter"] = int(o[K.O_NITER])
         if self._grad_on:
             info["reward_grad"] = self._grad.copy()
+        if self.string_info:
+            info["reward_metric"] = metric
         info["value_reward"] = o[K.O_REWARD]
         return info
 
@@ -311,6 +318,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             "spec": self._params.spec,
             "kwargs": self._init_kwargs,
             "render_mode": self.render_mode,
+            "string_info": self.string_info,
             "state": (st.S.copy(), st.step.copy(), st.sizes),
             "np_random": self._np_random,
             "np_random_seed": getattr(self, "_np_random_seed", None),
@@ -319,7 +327,8 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["spec"], render_mode=state["render_mode"], **state["kwargs"])  # type: ignore[misc]
+        self.__init__(state["spec"], render_mode=state["render_mode"],
+                      string_info=state.get("string_info", True), **state["kwargs"])  # type: ignore[misc]
         self._bind(core.EnvState(*state["state"]))
         self._np_random = state["np_random"]
         self._np_random_seed = state["np_random_seed"]

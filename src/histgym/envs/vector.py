@@ -122,6 +122,9 @@ class HistFactoryVectorEnv(VectorEnv):
         parallel: ``True`` runs the rows in numba threads, ``False`` in one thread; ``None``
             (default) chooses per call from the batch size and the threads that are free.
         render_mode: ``"ansi"`` or ``"rgb_array"``: :meth:`render` draws row 0.
+        string_info: False leaves ``reward_metric`` and ``seed`` (the keys whose values are not
+            numbers) out of the infos, as the single environment's ``string_info`` does; torchrl
+            (``GymWrapper``, ``GymEnv``) needs that, since it stores infos as tensors.
 
     Seeding: ``reset(seed=s)`` seeds row ``i`` with ``s + i`` (as ``SyncVectorEnv``), a list
     seeds row by row. ``reset(options=...)`` accepts ``"reset_mask"`` (bool [num_envs]: reset
@@ -143,7 +146,8 @@ class HistFactoryVectorEnv(VectorEnv):
     def __init__(self, workspace: Any = None, *, num_envs: int = 1, channel: str, sample: str,
                  reward_metric: str = "nll", render_mode: str | None = None,
                  parallel: bool | None = None, autoreset_mode: Any = AutoresetMode.NEXT_STEP,
-                 max_episode_steps: int | None = None, **kwargs: Any) -> None:
+                 max_episode_steps: int | None = None, string_info: bool = True,
+                 **kwargs: Any) -> None:
         if not (isinstance(num_envs, (int, np.integer)) and num_envs > 0):
             raise InvalidParameters(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -169,13 +173,14 @@ class HistFactoryVectorEnv(VectorEnv):
         self.channel = channel
         self.sample = sample
         self.reward_metric = reward_metric
+        self.string_info = bool(string_info)
         self.max_steps = opts["max_steps"]
         self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         self._horizon = min(self.max_steps, self.max_episode_steps or self.max_steps)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.single_observation_space = spaces.Box(
-            low=opts["clip_min"], high=opts["clip_max"], shape=(p.n_y,), dtype=np.float64
+            low=0.0, high=opts["clip_max"], shape=(p.n_y,), dtype=np.float64
         )
         self.single_action_space = spaces.Box(-1.0, 1.0, shape=(p.n_y,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -300,7 +305,8 @@ class HistFactoryVectorEnv(VectorEnv):
         self._reset_rows(mask, y0)
         self._done[mask] = False
         infos = self._infos()
-        infos["seed"] = self._seed_array(mask, seeds)
+        if self.string_info:
+            infos["seed"] = self._seed_array(mask, seeds)
         return self._st.yields.copy(), _masked(infos, mask)
 
     def step(self, actions: Any) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray,
@@ -336,7 +342,7 @@ class HistFactoryVectorEnv(VectorEnv):
                 self._reset_rows(resetting)
                 rewards[resetting] = 0.0
             infos = self._flag(self._infos())
-            if resetting.any():
+            if resetting.any() and self.string_info:
                 infos["seed"] = self._seed_array(resetting, [None] * self.num_envs)
                 infos["_seed"] = resetting.copy()
             self._done = ended
@@ -349,8 +355,9 @@ class HistFactoryVectorEnv(VectorEnv):
                 final_obs[i] = last[i]
             self._reset_rows(ended)
             infos = self._flag(self._infos())
-            infos["seed"] = self._seed_array(ended, [None] * self.num_envs)
-            infos["_seed"] = ended.copy()
+            if self.string_info:
+                infos["seed"] = self._seed_array(ended, [None] * self.num_envs)
+                infos["_seed"] = ended.copy()
             infos["final_obs"] = final_obs
             infos["_final_obs"] = ended.copy()
             infos["final_info"] = final
@@ -382,11 +389,8 @@ class HistFactoryVectorEnv(VectorEnv):
         o = st.out
         n = self.num_envs
         metric = self.reward_metric
-        reward_metric = np.empty(n, dtype=object)
-        reward_metric[:] = metric
         infos: dict[str, Any] = {
             "step": st.step.copy(),
-            "reward_metric": reward_metric,
             "value": o[:, K.O_VALUE].copy(),
             "fit_status": o[:, K.O_STATUS].astype(np.int64),
             "fit_ok": o[:, K.O_OK] == 1.0,
@@ -404,6 +408,10 @@ class HistFactoryVectorEnv(VectorEnv):
             infos["n_iter"] = o[:, K.O_NITER].astype(np.int64)
         if self._params.options["return_gradient"]:
             infos["reward_grad"] = st.grad.copy()
+        if self.string_info:
+            reward_metric = np.empty(n, dtype=object)
+            reward_metric[:] = metric
+            infos["reward_metric"] = reward_metric
         return infos
 
     # ------------------------------------------------------------------ sub-environments
@@ -474,6 +482,7 @@ class HistFactoryVectorEnv(VectorEnv):
         return {
             "spec_json": self._params.spec, "args": self._init_args, "num_envs": self.num_envs,
             "parallel": self.parallel, "render_mode": self.render_mode,
+            "string_info": self.string_info,
             "autoreset_mode": self.autoreset_mode.value,
             "max_episode_steps": self.max_episode_steps,
             "st": self._st, "rngs": self._rngs, "row_seeds": self._row_seeds,
@@ -487,7 +496,8 @@ class HistFactoryVectorEnv(VectorEnv):
     def __setstate__(self, d: dict[str, Any]) -> None:
         self.__init__(d["spec_json"], num_envs=d["num_envs"], parallel=d["parallel"],  # type: ignore[misc]
                       render_mode=d["render_mode"], autoreset_mode=d["autoreset_mode"],
-                      max_episode_steps=d["max_episode_steps"], **d["args"])
+                      max_episode_steps=d["max_episode_steps"], string_info=d["string_info"],
+                      **d["args"])
         self._st = d["st"]
         self._rngs = d["rngs"]
         self._row_seeds = d["row_seeds"]
