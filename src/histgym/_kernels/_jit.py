@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numba
 
 #: Serial kernels: cached on disk, numpy error model (no exceptions from floats), no fastmath.
@@ -10,6 +13,14 @@ jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 #: Small helpers inlined at numba IR level into their callers.
 jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+
+_LOAD = [-1e9, 0.0]  # (time of the last read, 1-minute load average)
+
+
+def thread_count() -> int:
+    """numba's current number of threads (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``)."""
+    return int(numba.get_num_threads())
 
 
 def threads_pay_off(work: int, min_work_per_thread: int = 512) -> bool:
@@ -22,15 +33,17 @@ def threads_pay_off(work: int, min_work_per_thread: int = 512) -> bool:
     True when at least two threads are free (numba's thread count, minus the load average
     of the other processes on the machine, rounded) and each gets ``min_work_per_thread``.
     """
-    import os
-
     threads = numba.get_num_threads()
     if threads < 2 or work < 2 * min_work_per_thread:
         return False
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # pragma: no cover - platforms without getloadavg
-        busy = 0.0
+    now = time.monotonic()
+    if now - _LOAD[0] > 1.0:  # read the load average at most once a second
+        try:
+            _LOAD[1] = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - platforms without getloadavg
+            _LOAD[1] = 0.0
+        _LOAD[0] = now
+    busy = _LOAD[1]
     cpus = os.cpu_count() or 1
     free = min(threads, int(cpus - busy + 0.5) + 1)  # this process counts in the load
     return free >= 2

@@ -235,13 +235,17 @@ class HistFactoryVectorEnv(VectorEnv):
                 yields = self._start0
         st.yields[rows] = yields
         st.step[rows] = 0
-        fn = K.env_reset_batch if self._use_threads() else K.env_reset_batch_serial
-        fn(mask, st.S, p.P, p.Q, p.ibuf)
+        if self._use_threads():
+            K.env_reset_batch(mask, st.S, p.P, p.Q, p.ibuf, _jit.thread_count())
+        else:
+            K.env_reset_batch_serial(mask, st.S, p.P, p.Q, p.ibuf)
 
     def _step_rows(self, mask: BoolArray, a: FloatArray) -> None:
         st, p = self._st, self._params
-        fn = K.env_step_batch if self._use_threads() else K.env_step_batch_serial
-        fn(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad)
+        if self._use_threads():
+            K.env_step_batch(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, _jit.thread_count())
+        else:
+            K.env_step_batch_serial(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad)
         st.step[mask] += 1
 
     # ------------------------------------------------------------------ gymnasium API
