@@ -63,7 +63,8 @@ class HistgymVecEnv(VecEnv):
         from gymnasium.vector import AutoresetMode
 
         if not isinstance(venv, HistFactoryVectorEnv):
-            raise TypeError(f"HistgymVecEnv wraps a HistFactoryVectorEnv, got {type(venv).__name__}")
+            msg = f"HistgymVecEnv wraps a HistFactoryVectorEnv, got {type(venv).__name__}"
+            raise TypeError(msg)
         venv.autoreset_mode = AutoresetMode.DISABLED
         venv.metadata = {**venv.metadata, "autoreset_mode": AutoresetMode.DISABLED}
         self.venv = venv
@@ -97,7 +98,7 @@ class HistgymVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self) -> npt.NDArray[np.float64]:
-        """Reset every row with the seeds (``seed()``) and options (``set_options()``) set before."""
+        """Reset every row with the seeds (``seed()``) and options (``set_options()``) given."""
         seeds = list(self._seeds)
         opts = [o for o in self._options]
         options: dict[str, Any] | None = None
@@ -189,7 +190,7 @@ class HistgymVecEnv(VecEnv):
 
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
                    **method_kwargs: Any) -> list[Any]:
-        """Call ``method_name`` of the rows in ``indices`` (see :meth:`HistFactoryVectorEnv.call`)."""
+        """Call ``method_name`` of the rows in ``indices`` (see ``HistFactoryVectorEnv.call``)."""
         return [getattr(self.venv._row(i), method_name)(*method_args, **method_kwargs)
                 for i in self._indices(indices)]
 

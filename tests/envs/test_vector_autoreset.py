@@ -35,7 +35,8 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, np.ndarray):
-        assert a.shape == b.shape and a.dtype == b.dtype, f"{where}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+        assert a.shape == b.shape and a.dtype == b.dtype, (
+            f"{where}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
         if a.dtype == object:
             for i, (x, y) in enumerate(zip(a, b)):
                 assert_same(x, y, f"{where}[{i}]")

@@ -324,7 +324,7 @@ def start_yields(params: EnvParams, rng: np.random.Generator) -> FloatArray:
 
 
 def start_yields_batch(params: EnvParams, rngs: Sequence[np.random.Generator]) -> FloatArray:
-    """Initial yields of ``len(rngs)`` episodes (float64 [k, n_y]), row ``j`` drawing from ``rngs[j]``.
+    """Initial yields of ``len(rngs)`` episodes (float64 [k, n_y]); row j draws from ``rngs[j]``.
 
     The same arithmetic as :func:`start_yields` row by row (the single environment calls this
     with one generator), so a vector environment's rows equal single environments exactly.

@@ -90,7 +90,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     | ``budget`` | None | or ``"total"``: keep the sample's total yield fixed |
     | ``return_gradient`` | False | put ``reward_grad`` in ``info`` |
     | ``render_mode`` | None | ``"ansi"`` or ``"rgb_array"`` (needs matplotlib) |
-    | ``string_info`` | True | False leaves out ``reward_metric`` and ``seed`` (the keys that are not numbers), e.g. for torchrl, which stores infos as tensors |
+    | ``string_info`` | True | False: no ``reward_metric``/``seed`` in infos (torchrl) |
 
     ## Vectorized environment
     ``histgym.envs.HistFactoryVectorEnv`` steps N copies in one compiled parallel loop
@@ -167,7 +167,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     # ------------------------------------------------------------------ properties
     @property
     def spec(self) -> Any:
-        """The ``EnvSpec`` set by ``gymnasium.make``; ``max_episode_steps`` defaults to ``max_steps``."""
+        """The ``EnvSpec`` set by ``gymnasium.make`` (``max_episode_steps`` default: max_steps)."""
         return self.__dict__.get("_spec")
 
     @spec.setter
@@ -327,8 +327,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["spec"], render_mode=state["render_mode"],
-                      string_info=state.get("string_info", True), **state["kwargs"])  # type: ignore[misc]
+        self.__init__(state["spec"], render_mode=state["render_mode"],  # type: ignore[misc]
+                      string_info=state.get("string_info", True),
+                      **state["kwargs"])
         self._bind(core.EnvState(*state["state"]))
         self._np_random = state["np_random"]
         self._np_random_seed = state["np_random_seed"]

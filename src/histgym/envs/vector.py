@@ -29,7 +29,7 @@ _MODES = {m.value.lower(): m for m in AutoresetMode} | {m.name.lower(): m for m 
 
 
 class ResetNeeded(HistgymError, RuntimeError):
-    """``step`` in ``AutoresetMode.DISABLED`` with sub-environments that ended and were not reset."""
+    """``step`` in ``AutoresetMode.DISABLED`` with sub-environments that ended, not reset."""
 
 
 def _autoreset_mode(value: Any) -> AutoresetMode:
@@ -498,7 +498,8 @@ class HistFactoryVectorEnv(VectorEnv):
         }
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__init__(d["spec_json"], num_envs=d["num_envs"], parallel=d["parallel"],  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+                      d["spec_json"], num_envs=d["num_envs"], parallel=d["parallel"],
                       render_mode=d["render_mode"], autoreset_mode=d["autoreset_mode"],
                       max_episode_steps=d["max_episode_steps"], string_info=d["string_info"],
                       **d["args"])
