@@ -25,6 +25,7 @@ install pays once). Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -136,6 +137,11 @@ def measure(metrics: list[str], ns: list[int], seconds: float, max_peer_n: int,
                     row["nextstat"] = None
             rows.append(row)
             print(_fmt_row(row), flush=True)
+            # free this row's environments: thousands of live peer objects would make the
+            # garbage collector's full passes (triggered by the adapter's per-row info dicts)
+            # slow down every later measurement
+            venv = sb3 = sync = dummy = None
+            gc.collect()
     return rows
 
 
