@@ -6,6 +6,7 @@ import functools
 import importlib
 import os
 import threading
+import time
 from typing import Any, Callable
 
 import numba
@@ -63,3 +64,36 @@ def jit_parallel(fn: Callable[..., Any]) -> Any:
 
     locked.dispatcher = dispatcher  # type: ignore[attr-defined]
     return locked
+
+_LOAD = [-1e9, 0.0]  # (time of the last read, 1-minute load average)
+
+
+def thread_count() -> int:
+    """numba's current number of threads (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``)."""
+    return int(numba.get_num_threads())
+
+
+def threads_pay_off(work: int, min_work_per_thread: int = 512) -> bool:
+    """Whether a batched driver should run in numba threads rather than in one thread.
+
+    Args:
+        work: size of the batch in units of a cheap row (e.g. rows x relative cost).
+        min_work_per_thread: work below which a thread's start-up cost dominates.
+
+    True when at least two threads are free (numba's thread count, minus the load average
+    of the other processes on the machine, rounded) and each gets ``min_work_per_thread``.
+    """
+    threads = numba.get_num_threads()
+    if threads < 2 or work < 2 * min_work_per_thread:
+        return False
+    now = time.monotonic()
+    if now - _LOAD[0] > 1.0:  # read the load average at most once a second
+        try:
+            _LOAD[1] = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - platforms without getloadavg
+            _LOAD[1] = 0.0
+        _LOAD[0] = now
+    busy = _LOAD[1]
+    cpus = os.cpu_count() or 1
+    free = min(threads, int(cpus - busy + 0.5) + 1)  # this process counts in the load
+    return free >= 2

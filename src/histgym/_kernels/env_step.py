@@ -250,7 +250,7 @@ def cond_fit_is_constant(fbuf, ibuf, ctl_i, poi, asimov):
     return True
 
 
-@jit_inline
+@jit
 def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol, g, h):
     """Warm-started fit into x[which]; retried from the initial point if it fails."""
     n = x.shape[1]
@@ -282,6 +282,16 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
 @jit_inline
 def _evaluate(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out, grad,
               first):
+    n = x.shape[1] if cfg_i[CI_METRIC] != M_NLL else 0
+    _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
+                   grad, first, np.empty(n), np.empty((n, n)))
+
+
+@jit
+def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
+                   grad, first, g, h):
+    """:func:`_evaluate` with the fits' gradient [n_pars] and Hessian [n_pars, n_pars] scratch
+    given (empty for the nll metric)."""
     metric = cfg_i[CI_METRIC]
     want = cfg_i[CI_GRAD]
     ny = yields.shape[0]
@@ -302,9 +312,6 @@ def _evaluate(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2
             twice_nll_grad_yields(pvec[PV_NLL], data, fbuf, ibuf, ctl_i, ctl_f,
                                   cfg_i[CI_ASIMOV], pvec[PV_ASIMOV], -0.5, grad)
     else:
-        n = x.shape[1]
-        g = np.empty(n)
-        h = np.empty((n, n))
         poi = cfg_i[CI_POI]
         mu0 = 0.0 if (metric == M_Q0 or metric == M_Z0) else cfg_f[CF_MUTEST]
         s1, t_free, it1 = _fit(0, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
@@ -413,8 +420,22 @@ def env_step_unpacked(action, yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg
 Q_HEAD = 5
 
 
+@jit
+def fixed_masks(Q):
+    """bool [2, n_pars]: fixed masks of the free and conditional fits (empty for ``nll``)."""
+    npar = Q[3]
+    cfg_i = Q[Q_HEAD : Q_HEAD + N_CFG_I]
+    o = Q_HEAD + N_CFG_I + Q[4]
+    nfx = 0 if cfg_i[CI_METRIC] == M_NLL else npar
+    fixed2 = np.empty((2, nfx), dtype=np.bool_)
+    for r in range(2):
+        for k in range(nfx):
+            fixed2[r, k] = Q[o + r * npar + k] != 0
+    return fixed2
+
+
 @jit_inline
-def _unpack_env(S, P, Q):
+def _views(S, P, Q):
     ny = Q[0]
     nf = Q[1]
     nd = Q[2]
@@ -423,13 +444,6 @@ def _unpack_env(S, P, Q):
     cfg_i = Q[Q_HEAD : Q_HEAD + N_CFG_I]
     o = Q_HEAD + N_CFG_I
     ctl_i = Q[o : o + nci]
-    o += nci
-    # the fixed masks are only needed by the fits (not for the nll metric)
-    nfx = 0 if cfg_i[CI_METRIC] == M_NLL else npar
-    fixed2 = np.empty((2, nfx), dtype=np.bool_)
-    for r in range(2):
-        for k in range(nfx):
-            fixed2[r, k] = Q[o + r * npar + k] != 0
     cfg_f = P[0:N_CFG_F]
     pvec = P[N_CFG_F : N_CFG_F + 5 * npar].reshape((5, npar))
     ctl_f = P[N_CFG_F + 5 * npar :]
@@ -444,55 +458,103 @@ def _unpack_env(S, P, Q):
     out = S[o : o + N_OUT]
     o += N_OUT
     grad = S[o : o + ny]
-    return yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out, grad
+    return yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad
+
+
+@jit
+def _scratch_size(Q):
+    """Size of the fits' scratch (n_pars for profiled metrics, 0 for ``nll``)."""
+    return 0 if Q[Q_HEAD + CI_METRIC] == M_NLL else Q[3]
+
+
+@jit
+def reset_row(S, P, Q, ibuf, fixed2, g, h):
+    """Start an episode in state row ``S`` from the yields at its head (scratch given)."""
+    yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S, P, Q)
+    _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
+    for k in range(x.shape[1]):
+        x[0, k] = pvec[PV_INIT, k]
+        x[1, k] = pvec[PV_INIT, k]
+    out[O_VALUE] = 0.0
+    _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
+                   grad, True, g, h)
+
+
+@jit
+def step_row(action, S, P, Q, ibuf, fixed2, g, h):
+    """One step of state row ``S`` (scratch given); 1 without a change for a non-finite action."""
+    for i in range(action.shape[0]):
+        if not np.isfinite(action[i]):
+            return 1
+    yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S, P, Q)
+    _apply_action(action, yields, cfg_i, cfg_f)
+    _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
+    _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
+                   grad, False, g, h)
+    return 0
 
 
 @jit
 def env_reset(S, P, Q, ibuf):
     """Start an episode from the yields stored at the head of ``S`` (see the layouts above)."""
-    yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out, grad = _unpack_env(
-        S, P, Q
-    )
-    env_reset_unpacked(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                       grad)
+    n = _scratch_size(Q)
+    reset_row(S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)))
 
 
 @jit
 def env_step(action, S, P, Q, ibuf):
     """One step of the environment whose state is ``S``; returns 1 for a non-finite action."""
-    yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out, grad = _unpack_env(
-        S, P, Q
-    )
-    return env_step_unpacked(action, yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec,
-                             fixed2, x, out, grad)
+    n = _scratch_size(Q)
+    return step_row(action, S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)))
 
 
+# Batched drivers: the fixed masks are built once per call and shared; each thread (or the one
+# thread) allocates its fit scratch once and reuses it for its rows (no allocation per row).
 @jit_parallel
-def env_step_batch(mask, actions, S, P, Q, ibuf, bad):
+def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks):
     """:func:`env_step` for the rows where ``mask`` (bool [N]) is set: actions [N, n_y]
     float64, S [N, n_state]; ``bad`` [N] int64 receives each row's return code (rows with a
-    non-finite action are left untouched)."""
-    for k in prange(S.shape[0]):
-        if mask[k]:
-            bad[k] = env_step(actions[k], S[k], P, Q, ibuf)
-        else:
-            bad[k] = 0
+    non-finite action are left untouched).  Rows are split into ``blocks`` contiguous blocks
+    run in parallel (one per thread: ``numba.get_num_threads()``)."""
+    fixed2 = fixed_masks(Q)
+    n = _scratch_size(Q)
+    rows = S.shape[0]
+    blocks = max(1, min(blocks, rows))
+    for c in prange(blocks):
+        g = np.empty(n)
+        h = np.empty((n, n))
+        for k in range(c * rows // blocks, (c + 1) * rows // blocks):
+            if mask[k]:
+                bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h)
+            else:
+                bad[k] = 0
 
 
 @jit_parallel
-def env_reset_batch(mask, S, P, Q, ibuf):
-    """:func:`env_reset` for the rows where ``mask`` (bool [N]) is set."""
-    for k in prange(S.shape[0]):
-        if mask[k]:
-            env_reset(S[k], P, Q, ibuf)
+def env_reset_batch(mask, S, P, Q, ibuf, blocks):
+    """:func:`env_reset` for the rows where ``mask`` (bool [N]) is set, in ``blocks`` blocks."""
+    fixed2 = fixed_masks(Q)
+    n = _scratch_size(Q)
+    rows = S.shape[0]
+    blocks = max(1, min(blocks, rows))
+    for c in prange(blocks):
+        g = np.empty(n)
+        h = np.empty((n, n))
+        for k in range(c * rows // blocks, (c + 1) * rows // blocks):
+            if mask[k]:
+                reset_row(S[k], P, Q, ibuf, fixed2, g, h)
 
 
 @jit
 def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad):
     """:func:`env_step_batch` in one thread (small batches: no thread start-up cost)."""
+    fixed2 = fixed_masks(Q)
+    n = _scratch_size(Q)
+    g = np.empty(n)
+    h = np.empty((n, n))
     for k in range(S.shape[0]):
         if mask[k]:
-            bad[k] = env_step(actions[k], S[k], P, Q, ibuf)
+            bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h)
         else:
             bad[k] = 0
 
@@ -500,6 +562,10 @@ def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad):
 @jit
 def env_reset_batch_serial(mask, S, P, Q, ibuf):
     """:func:`env_reset_batch` in one thread."""
+    fixed2 = fixed_masks(Q)
+    n = _scratch_size(Q)
+    g = np.empty(n)
+    h = np.empty((n, n))
     for k in range(S.shape[0]):
         if mask[k]:
-            env_reset(S[k], P, Q, ibuf)
+            reset_row(S[k], P, Q, ibuf, fixed2, g, h)

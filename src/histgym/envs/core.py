@@ -23,7 +23,10 @@ from ..errors import InvalidOption, InvalidParameters, UnknownName, did_you_mean
 from ..model import Model, from_pyhf
 from ..workspace import load_workspace as _load_workspace
 
-__all__ = ["EnvParams", "EnvState", "REWARD_METRICS", "ACTION_MODES", "build_params"]
+__all__ = [
+    "EnvParams", "EnvState", "REWARD_METRICS", "ACTION_MODES", "build_params", "start_yields",
+    "start_yields_batch",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -340,13 +343,26 @@ def check_state(
 
 def start_yields(params: EnvParams, rng: np.random.Generator) -> FloatArray:
     """Initial yields of an episode: nominal, times ``exp(N(0, init_noise))`` per bin."""
-    base = params.base_yields.copy()
-    noise = params.options["init_noise"]
-    if noise > 0.0:
-        base = base * np.exp(rng.normal(0.0, noise, size=base.shape))
-    base = clip_yields(params, base)
-    if params.options["budget"] == "total":
-        base = clip_yields(params, base * (params.total / base.sum()))
+    return start_yields_batch(params, [rng])[0]
+
+
+def start_yields_batch(params: EnvParams, rngs: Sequence[np.random.Generator]) -> FloatArray:
+    """Initial yields of ``len(rngs)`` episodes (float64 [k, n_y]); row j draws from ``rngs[j]``.
+
+    The same arithmetic as :func:`start_yields` row by row (the single environment calls this
+    with one generator), so a vector environment's rows equal single environments exactly.
+    Only with ``init_noise > 0`` is there one ``normal`` draw per row; the rest is vectorised.
+    """
+    k = len(rngs)
+    opts = params.options
+    base = np.repeat(params.base_yields[None, :], k, axis=0)
+    noise = opts["init_noise"]
+    if noise > 0.0 and k:
+        eps = np.stack([r.normal(0.0, noise, size=params.n_y) for r in rngs])
+        base = base * np.exp(eps)
+    base = clip_yields(params, base)  # an empty nominal bin stays empty
+    if opts["budget"] == "total":
+        base = clip_yields(params, base * (params.total / base.sum(axis=1, keepdims=True)))
     return base
 
 

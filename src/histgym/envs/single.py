@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -35,7 +36,8 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     ## Observation Space
     ``Box(0, clip_max, (n_bins,), float64)``: the current yields (events) of the controlled
     sample in the channel's bins, each in ``[clip_min, clip_max]`` or exactly 0: a bin whose
-    nominal yield is 0 is not clipped and stays empty under ``logmul`` updates.
+    nominal yield is 0 is not clipped and stays empty under ``logmul`` updates (the lower bound
+    0 also keeps zero-filled placeholders, e.g. torchrl's final observations, in the space).
 
     ## Action Space
     ``Box(-1, 1, (n_bins,), float32)``. ``action_mode="logmul"``: ``y <- clip(y * exp(scale * a))``;
@@ -89,6 +91,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     | ``budget`` | None | or ``"total"``: keep the sample's total yield fixed |
     | ``return_gradient`` | False | put ``reward_grad`` in ``info`` |
     | ``render_mode`` | None | ``"ansi"`` or ``"rgb_array"`` (needs matplotlib) |
+    | ``string_info`` | True | False: no ``reward_metric``/``seed`` in infos (torchrl) |
 
     ## Vectorized environment
     ``histgym.envs.HistFactoryVectorEnv`` steps N copies in one compiled parallel loop
@@ -125,6 +128,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         return_gradient: bool = False,
         render_mode: str | None = None,
         workspace_json: Any = None,
+        string_info: bool = True,
     ) -> None:
         if workspace is None:
             workspace = workspace_json
@@ -141,6 +145,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             return_gradient=return_gradient,
         )
         self._params = core.build_params(workspace, **self._init_kwargs)
+        self.string_info = bool(string_info)
         self.render_mode = render_mode
         p = self._params
         self.channel = channel
@@ -160,6 +165,17 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._reset_core(p.base_yields)
 
     # ------------------------------------------------------------------ properties
+    @property
+    def spec(self) -> Any:
+        """The ``EnvSpec`` set by ``gymnasium.make`` (``max_episode_steps`` default: max_steps)."""
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        if value is not None and value.max_episode_steps is None:
+            value = dataclasses.replace(value, max_episode_steps=self.max_steps)
+        self.__dict__["_spec"] = value
+
     @property
     def model(self) -> Model:
         """The compiled model at the workspace's nominal yields (not the current state)."""
@@ -233,7 +249,8 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._started = True
         info = self._info()
         del info["value_reward"]
-        info["seed"] = seed
+        if self.string_info:
+            info["seed"] = seed
         return self._st.yields[0].copy(), info
 
     def step(
@@ -250,8 +267,10 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         if not self._started or self._t >= self.max_steps:
             raise ResetNeeded(self._order_message())
         a = action
-        if type(a) is not np.ndarray or a.dtype.char not in "fd" or not a.dtype.isnative:
-            # float32/64 arrays go as they are; float16, longdouble, byte-swapped, lists: here
+        if not (type(a) is np.ndarray and a.dtype == np.float64 and a.flags.c_contiguous
+                and a.flags.writeable and a.dtype.isnative):
+            # one array type reaches the kernel (no compile per dtype, layout or byte order);
+            # float16, longdouble, byte-swapped, lists, non-real dtypes are checked here
             a = core.check_action(action, self._shape[0])
         if a.shape != self._shape:
             raise InvalidParameters(f"action has shape {a.shape}; expected {self._shape}")
@@ -275,7 +294,6 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         metric = self.reward_metric
         info: dict[str, Any] = {
             "step": self._t,
-            "reward_metric": metric,
             "value": o[K.O_VALUE],
             "fit_status": int(o[K.O_STATUS]),
             "fit_ok": o[K.O_OK] == 1.0,
@@ -293,6 +311,8 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             info["n_iter"] = int(o[K.O_NITER])
         if self._grad_on:
             info["reward_grad"] = self._grad.copy()
+        if self.string_info:
+            info["reward_metric"] = metric
         info["value_reward"] = o[K.O_REWARD]
         return info
 
@@ -317,6 +337,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             "spec": self._params.spec,
             "kwargs": self._init_kwargs,
             "render_mode": self.render_mode,
+            "string_info": self.string_info,
             "state": (st.S.copy(), st.step.copy(), st.sizes),
             "np_random": self._np_random,
             "np_random_seed": getattr(self, "_np_random_seed", None),
@@ -325,7 +346,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["spec"], render_mode=state["render_mode"], **state["kwargs"])  # type: ignore[misc]
+        self.__init__(state["spec"], render_mode=state["render_mode"],  # type: ignore[misc]
+                      string_info=state.get("string_info", True),
+                      **state["kwargs"])
         self._bind(core.check_state(self._params, *state["state"], n=1))
         self._np_random = state["np_random"]
         self._np_random_seed = state["np_random_seed"]
