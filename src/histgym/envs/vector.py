@@ -17,7 +17,7 @@ from gymnasium.vector.utils import batch_space
 from .._kernels import _jit
 from .._kernels import env_step as K
 from ..checks import check_int, check_seed
-from ..errors import InvalidParameters, ResetNeeded
+from ..errors import InvalidOption, InvalidParameters, ResetNeeded
 from ..model import Model
 from . import core
 
@@ -265,11 +265,12 @@ class HistFactoryVectorEnv(VectorEnv):
             seeds: list[int | None] = [None] * n
         elif isinstance(seed, (list, tuple, np.ndarray)):
             seeds = [None if s is None else check_seed("seed", s) for s in seed]
+            if len(seeds) != n:
+                msg = f"got {len(seeds)} seeds for {n} environments"
+                raise InvalidOption(msg, option="seed")
         else:
             s0 = check_seed("seed", seed)
             seeds = [s0 + i for i in range(n)]
-            if len(seeds) != n:
-                raise InvalidParameters(f"got {len(seeds)} seeds for {n} environments")
         opts = dict(options or {})
         mask = self._all
         if "reset_mask" in opts:
