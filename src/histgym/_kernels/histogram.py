@@ -1,31 +1,34 @@
 """Kernels layer: histograms of selected events, updated incrementally as cuts and edges move.
 
-Events are prepared once (``histgym.events.prepare``) into *event sets*: one per process
-(nominal) and one per process and shifted-observable variation (up/down).  Set ``k`` holds
-``ev_off[k+1] - ev_off[k]`` events with
+Events are prepared once (``histgym.events.prepare``) into *event sets*: a set is one
+population of events with one selection (a process, or a process under a variation that
+shifts a cut observable).  Set ``k`` holds ``ev_off[k+1] - ev_off[k]`` events and one or more
+*views* ``v`` in ``view_off[k]:view_off[k+1]`` (the nominal fit observable, and variations
+that shift only the fit observable), each with
 
-* ``fine`` int32 [E]: the fine-grid cell of the fit observable (``-1`` outside the fit range;
-  the grid has ``G`` equal cells, edges ``grid[0..G]``, cells ``[grid[g], grid[g+1])``, the last
-  one closed, as ``np.histogram``);
-* ``W`` float64: event-major weight columns (``wc[k]`` per event, from ``w_off[k]``), column 0
-  the event weight, further columns alternative weights (weight-type variations).
+* ``fine`` int32 (from ``fine_off[v]``): the fine-grid cell of the view's fit observable per
+  event (``-1`` outside the fit range; ``G`` equal cells with edges ``grid[0..G]``, cells
+  ``[grid[g], grid[g+1])``, the last one closed, as ``np.histogram``);
+* a histogram block ``H[h_off[v] :]`` of ``vc[v] + 1`` columns of ``G`` cells: sum of weights,
+  sum of squared weights, and sums of the alternative weights (weight-type variations);
+  ``cnt[v * G + g]`` counts the selected events per cell (a cell that empties is reset to
+  exactly 0, so incremental sums cannot drift there).
 
-Each tunable threshold ``j`` has a kind (``thr_kind``: 0 selects ``x > t``, 1 selects
-``x < t``) and, per set, a sorted copy of its observable (``srt_*`` arrays, shared between the
-sets of a process where the observable is not shifted).  Per environment, ``pos[k, j]`` is
-the number of sorted events at or below the threshold (``x <= t`` for kind 0, ``x < t`` for
-kind 1), ``fail`` int8 [E] counts the thresholds an event fails and ``H`` the histograms of
-the selected events (``fail == 0``) on the fine grid: per set ``wc[k] + 1`` columns (sum of
-weights, sum of squared weights, sums of the alternative weights), ``G`` cells each, from
-``h_off[k]``; ``cnt`` int32 [K, G] the number of selected events per cell (a cell that empties
-is reset to exactly 0, so incremental sums cannot drift there).
+``W`` float64 holds the set's event-major weight columns (``wc[k]`` per event, from
+``w_off[k]``; column 0 the event weight).  Each tunable threshold ``j`` has a kind
+(``thr_kind``: 0 selects ``x > t``, 1 selects ``x < t``) and per set a sorted copy of its
+observable (``srt_*``) and a *stream* (``thr_str[k, j]``): event index, fine cells of every
+view and weights in that sorted order (``str_*``), so that moving a threshold reads memory
+sequentially.  Per environment, ``pos[k, j]`` is the number of sorted events at or below the
+threshold (``x <= t`` for kind 0, ``x < t`` for kind 1) and ``fail`` int8 [E] counts the
+thresholds an event fails (selected: ``fail == 0``).
 
-Moving a threshold visits only the events between its old and new position in sorted order;
-moving inner bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``)
-costs ``O(G)`` per column.  The binned templates, the validity of the analysis (minimum
-background) and the model update (nominal yields, histosys templates, normsys factors with
-their code4 coefficients, staterror widths) follow; the metric is computed by the scoring core
-of :mod:`histgym._kernels.env_step` (``_evaluate``), as for the histogram environments.
+Moving a threshold visits only the events between its old and new position; moving the inner
+bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) costs
+``O(G)`` per column.  The binned templates, the validity of the analysis (minimum background)
+and the model update (nominal yields, histosys templates, normsys factors with their code4
+coefficients, staterror widths) follow; the metric is computed by the scoring core of
+:mod:`histgym._kernels.env_step` (``_evaluate``), as for the histogram environments.
 
 Template buffer ``T`` (float64) of one analysis, for ``n_proc`` processes and ``n_sh`` shape
 entries (process, systematic): ``Y [n_proc, B]`` yields, ``S2 [n_proc, B]`` sums of squared
@@ -94,32 +97,36 @@ def search(vals, t, kind):
 
 
 @jit
-def _toggle(k, e, sign, ev_off, fine, w_off, wc, W, h_off, G, H, cnt):
-    """Add (sign 1) or remove (sign -1) local event ``e`` of set ``k`` from the histograms."""
-    g = fine[ev_off[k] + e]
-    if g < 0:
-        return
-    c = wc[k]
-    wo = w_off[k] + e * c
-    ho = h_off[k]
+def _toggle_views(k, view_off, vfine, nv, W, wo, vc, sign, h_off, G, H, cnt):
+    """Add (sign 1) or remove (sign -1) one event of set ``k`` in every view.
+
+    ``vfine[0:nv]`` are the event's fine cells in the set's views, ``W[wo:]`` its weights.
+    """
     w = W[wo]
-    ci = k * G + g
-    cnt[ci] += sign
-    if cnt[ci] == 0:
-        H[ho + g] = 0.0
-        H[ho + G + g] = 0.0
-        for j in range(1, c):
-            H[ho + (j + 1) * G + g] = 0.0
-    else:
-        H[ho + g] += sign * w
-        H[ho + G + g] += sign * w * w
-        for j in range(1, c):
-            H[ho + (j + 1) * G + g] += sign * W[wo + j]
+    for i in range(nv):
+        g = vfine[i]
+        if g < 0:
+            continue
+        v = view_off[k] + i
+        ho = h_off[v]
+        c = vc[v]
+        ci = v * G + g
+        cnt[ci] += sign
+        if cnt[ci] == 0:
+            H[ho + g] = 0.0
+            H[ho + G + g] = 0.0
+            for j in range(1, c):
+                H[ho + (j + 1) * G + g] = 0.0
+        else:
+            H[ho + g] += sign * w
+            H[ho + G + g] += sign * w * w
+            for j in range(1, c):
+                H[ho + (j + 1) * G + g] += sign * W[wo + j]
 
 
 @jit
-def rebuild(thr, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, thr_srt,
-            thr_kind, G, pos, fail, H, cnt):
+def rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+            srt_val, thr_srt, thr_kind, G, pos, fail, H, cnt):
     """Histograms from scratch for thresholds ``thr`` (float64 [n_thr]): sets pos, fail, H, cnt."""
     K = ev_off.shape[0] - 1
     n_thr = thr.shape[0]
@@ -129,6 +136,7 @@ def rebuild(thr, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, t
         H[i] = 0.0
     for i in range(cnt.shape[0]):
         cnt[i] = 0
+    vf = np.empty(16, dtype=np.int32)
     for k in range(K):
         n = ev_off[k + 1] - ev_off[k]
         base = ev_off[k]
@@ -144,15 +152,26 @@ def rebuild(thr, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, t
             else:
                 for r in range(p, n):
                     fail[base + idx[r]] += 1
+        nv = view_off[k + 1] - view_off[k]
+        if nv > vf.shape[0]:
+            vf = np.empty(nv, dtype=np.int32)
+        c = wc[k]
         for e in range(n):
             if fail[base + e] == 0:
-                _toggle(k, e, 1, ev_off, fine, w_off, wc, W, h_off, G, H, cnt)
+                for i in range(nv):
+                    vf[i] = fine[fine_off[view_off[k] + i] + e]
+                _toggle_views(k, view_off, vf, nv, W, w_off[k] + e * c, vc, 1, h_off, G, H, cnt)
 
 
 @jit
-def move_thresholds(thr_new, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val,
-                    thr_srt, thr_kind, G, thr, pos, fail, H, cnt):
-    """Move every threshold to ``thr_new`` incrementally; returns the events visited."""
+def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, thr_srt,
+                    thr_kind, str_off, str_e, str_fine, str_woff, str_w, thr_str, G, thr, pos,
+                    fail, H, cnt):
+    """Move every threshold to ``thr_new`` incrementally; returns the events visited.
+
+    The events between the old and new position are read from the stream ``thr_str[k, j]``
+    (event index, fine cells of the set's views and weights in sorted order).
+    """
     K = ev_off.shape[0] - 1
     n_thr = thr.shape[0]
     visited = 0
@@ -163,12 +182,17 @@ def move_thresholds(thr_new, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx
         for k in range(K):
             s = thr_srt[k, j]
             vals = srt_val[srt_off[s] : srt_off[s + 1]]
-            idx = srt_idx[srt_off[s] : srt_off[s + 1]]
             p0 = pos[k, j]
             p1 = search(vals, thr_new[j], kind)
             if p1 == p0:
                 continue
             base = ev_off[k]
+            q = thr_str[k, j]
+            so = str_off[q]
+            nv = view_off[k + 1] - view_off[k]
+            fo = nv * so
+            c = wc[k]
+            wo = str_woff[q]
             a = min(p0, p1)
             b = max(p0, p1)
             # GT: positions below p fail; LT: positions at/above p fail
@@ -176,25 +200,27 @@ def move_thresholds(thr_new, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx
             visited += b - a
             if more_fail:
                 for r in range(a, b):
-                    e = idx[r]
-                    fail[base + e] += 1
-                    if fail[base + e] == 1:
-                        _toggle(k, e, -1, ev_off, fine, w_off, wc, W, h_off, G, H, cnt)
+                    e = base + str_e[so + r]
+                    fail[e] += 1
+                    if fail[e] == 1:
+                        _toggle_views(k, view_off, str_fine[fo + r * nv : fo + r * nv + nv], nv,
+                                      str_w, wo + r * c, vc, -1, h_off, G, H, cnt)
             else:
                 for r in range(a, b):
-                    e = idx[r]
-                    fail[base + e] -= 1
-                    if fail[base + e] == 0:
-                        _toggle(k, e, 1, ev_off, fine, w_off, wc, W, h_off, G, H, cnt)
+                    e = base + str_e[so + r]
+                    fail[e] -= 1
+                    if fail[e] == 0:
+                        _toggle_views(k, view_off, str_fine[fo + r * nv : fo + r * nv + nv], nv,
+                                      str_w, wo + r * c, vc, 1, h_off, G, H, cnt)
             pos[k, j] = p1
         thr[j] = thr_new[j]
     return visited
 
 
 @jit
-def coarse(H, h_off, k, col, G, ek, out):
-    """Sum column ``col`` of set ``k``'s fine histogram into the bins ``ek`` -> out [B]."""
-    o = h_off[k] + col * G
+def coarse(H, h_off, v, col, G, ek, out):
+    """Sum column ``col`` of view ``v``'s fine histogram into the bins ``ek`` -> out [B]."""
+    o = h_off[v] + col * G
     B = ek.shape[0] - 1
     for b in range(B):
         s = 0.0
@@ -204,15 +230,16 @@ def coarse(H, h_off, k, col, G, ek, out):
 
 
 @jit
-def templates(H, h_off, G, ek, proc_set, sh_src, is_bkg, acfg_f, T):
+def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
     """Binned templates of the analysis into ``T``; returns (validity code, offending bin).
 
-    ``sh_src`` int64 [n_sh, 5]: (process, up set, up column, down set, down column).
+    ``proc_view`` int64 [n_proc]: each process's nominal view; ``sh_src`` int64 [n_sh, 5]:
+    (process, up view, up column, down view, down column).
     Normalised templates as cabinetry's ``NormPlusShape``: ``NU = sum(up) / sum(nominal)``,
     ``HU = up / NU`` (likewise down); a process without selected events gets ``NU = ND = 1``
     and ``HU = HD = Y``.
     """
-    P = proc_set.shape[0]
+    P = proc_view.shape[0]
     B = ek.shape[0] - 1
     nsh = sh_src.shape[0]
     Y = T[0 : P * B].reshape((P, B))
@@ -225,8 +252,8 @@ def templates(H, h_off, G, ek, proc_set, sh_src, is_bkg, acfg_f, T):
     NU = T[o : o + nsh]
     ND = T[o + nsh : o + 2 * nsh]
     for p in range(P):
-        coarse(H, h_off, proc_set[p], 0, G, ek, Y[p])
-        coarse(H, h_off, proc_set[p], 1, G, ek, S2[p])
+        coarse(H, h_off, proc_view[p], 0, G, ek, Y[p])
+        coarse(H, h_off, proc_view[p], 1, G, ek, S2[p])
     code = V_OK
     where = -1
     for i in range(nsh):
@@ -393,8 +420,9 @@ def apply_action(action, thr, thr_lo, thr_hi, edge_f, G, acfg_f, thr_t, edge_t):
 @jit
 def analysis_step(
     mode, action, thr_req, edge_req,
-    ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, thr_srt, thr_kind, thr_lo,
-    thr_hi, G, proc_set, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
+    ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
     cfg_i, cfg_f, pvec, fixed2, ibuf, score,
     thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
 ):
@@ -426,22 +454,24 @@ def analysis_step(
     if mode == 2:
         for j in range(n_thr):
             thr[j] = thr_t[j]
-        rebuild(thr, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, thr_srt,
-                thr_kind, G, pos, fail, H, cnt)
+        rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+                srt_val, thr_srt, thr_kind, G, pos, fail, H, cnt)
         visited = fail.shape[0]
     else:
-        visited = move_thresholds(thr_t, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx,
-                                  srt_val, thr_srt, thr_kind, G, thr, pos, fail, H, cnt)
+        visited = move_thresholds(thr_t, ev_off, view_off, wc, vc, h_off, srt_off, srt_val,
+                                  thr_srt, thr_kind, str_off, str_e, str_fine, str_woff, str_w,
+                                  thr_str, G, thr, pos, fail, H, cnt)
     for j in range(nE):
         edge_f[j] = edge_t[j]
     quantize_edges(edge_f, G, ek)
-    code, where = templates(H, h_off, G, ek, proc_set, sh_src, is_bkg, acfg_f, Tn)
+    code, where = templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, Tn)
     st_i[0] = code
     st_i[1] = where
     st_i[2] = visited
     if code != V_OK and mode != 2:
-        move_thresholds(thr_old, ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val,
-                        thr_srt, thr_kind, G, thr, pos, fail, H, cnt)
+        move_thresholds(thr_old, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, thr_srt,
+                        thr_kind, str_off, str_e, str_fine, str_woff, str_w, thr_str, G, thr, pos,
+                        fail, H, cnt)
         for j in range(nE):
             edge_f[j] = ef_old[j]
         for j in range(B + 1):
@@ -473,8 +503,9 @@ def analysis_step(
 @jit_parallel
 def analysis_step_batch(
     mask, mode, actions, thr_req, edge_req,
-    ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, thr_srt, thr_kind, thr_lo,
-    thr_hi, G, proc_set, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
+    ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
     cfg_i, cfg_f, pvec, fixed2, ibuf, score,
     thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
 ):
@@ -483,8 +514,9 @@ def analysis_step_batch(
         if mask[r]:
             analysis_step(
                 mode, actions[r], thr_req[r], edge_req[r],
-                ev_off, fine, w_off, wc, W, h_off, srt_off, srt_idx, srt_val, thr_srt, thr_kind,
-                thr_lo, thr_hi, G, proc_set, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
+                ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff,
+                str_w, thr_str, G, proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
                 acfg_f, cfg_i, cfg_f, pvec, fixed2, ibuf, score,
                 thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
                 data[r], x[r], out[r], st_i[r],

@@ -55,8 +55,9 @@ _VIOLATIONS = {
     HK.V_NORM: "non_positive_variation",
 }
 _STATIC = (
-    "ev_off", "fine", "w_off", "wc", "W", "h_off", "srt_off", "srt_idx", "srt_val", "thr_srt",
-    "thr_kind", "thr_lo", "thr_hi",
+    "ev_off", "view_off", "fine_off", "fine", "w_off", "wc", "W", "vc", "h_off", "srt_off",
+    "srt_idx", "srt_val", "thr_srt", "thr_kind", "thr_lo", "thr_hi", "str_off", "str_e",
+    "str_fine", "str_woff", "str_w", "thr_str",
 )
 
 
@@ -228,7 +229,7 @@ class AnalysisCore:
         self.floor = 0.0 if reward_metric != "limit" else -float(bounds[poi, 1])
         self.thr0 = thr0
         self.edge0 = ef0
-        self._mid = (prep.arrays["proc_set"], prep.arrays["sh_src"], prep.arrays["is_bkg"],
+        self._mid = (prep.arrays["proc_view"], prep.arrays["sh_src"], prep.arrays["is_bkg"],
                      self.cell, sh_hs, sh_ns, st_gauss, HK.CODE4_AINV, self.acfg_f, cfg_i,
                      cfg_f, self.pvec, self.fixed2, model.ibuf)
         sig = prep.processes.index(an.signal)
@@ -247,13 +248,13 @@ class AnalysisCore:
         H = np.zeros(sz["H"])
         cnt = np.zeros(sz["cnt"], dtype=np.int32)
         a = prep.arrays
-        HK.rebuild(thr.copy(), a["ev_off"], a["fine"], a["w_off"], a["wc"], a["W"], a["h_off"],
-                   a["srt_off"], a["srt_idx"], a["srt_val"], a["thr_srt"], a["thr_kind"],
-                   prep.G, pos, fail, H, cnt)
+        HK.rebuild(thr.copy(), a["ev_off"], a["view_off"], a["fine_off"], a["fine"], a["w_off"],
+                   a["wc"], a["W"], a["vc"], a["h_off"], a["srt_off"], a["srt_idx"],
+                   a["srt_val"], a["thr_srt"], a["thr_kind"], prep.G, pos, fail, H, cnt)
         ek = np.zeros(B + 1, dtype=np.int64)
         HK.quantize_edges(edge_f.copy(), prep.G, ek)
         T = np.zeros(sz["T"])
-        code, where = HK.templates(H, a["h_off"], prep.G, ek, a["proc_set"], a["sh_src"],
+        code, where = HK.templates(H, a["h_off"], prep.G, ek, a["proc_view"], a["sh_src"],
                                    a["is_bkg"], self.acfg_f, T)
         return T, int(code), int(where)
 

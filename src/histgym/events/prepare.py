@@ -47,7 +47,8 @@ class PreparedEvents:
         grid: float64 [G + 1] the fine grid of the fit observable.
         thr_names: one label per threshold (e.g. ``"score>"``); ``thr_kind`` int64 [n_thr]
             (0: ``>``, 1: ``<``), ``thr_lo``/``thr_hi``/``thr_init`` float64 [n_thr].
-        sets: (process, systematic or None, "up"/"down"/None) per event set.
+        sets: (process, systematic or None, "up"/"down"/None) per event set (selection);
+            ``views`` the same per view (fit-observable variant) of the sets.
         shape_entries: (process, systematic) per shape entry (rows of ``sh_src``).
         n_events: events per process.
         arrays: the kernel's static arrays by name.
@@ -62,6 +63,7 @@ class PreparedEvents:
     thr_hi: FloatArray
     thr_init: FloatArray
     sets: list[tuple[str, str | None, str | None]]
+    views: list[tuple[str, str | None, str | None]]
     shape_entries: list[tuple[str, str]]
     n_events: dict[str, int]
     arrays: dict[str, Any]
@@ -87,7 +89,7 @@ class PreparedEvents:
         return {
             "E": int(a["ev_off"][-1]),
             "H": int(a["h_off"][-1]),
-            "cnt": int((a["ev_off"].size - 1) * self.G),
+            "cnt": int((a["h_off"].size - 1) * self.G),
             "T": HK.t_size(len(self.processes), len(self.shape_entries), self.n_bins),
             "K": int(a["ev_off"].size - 1),
         }
@@ -148,10 +150,12 @@ def prepare(analysis: Analysis) -> PreparedEvents:
             thr_obs.append(c.observable)
 
     sets: list[tuple[str, str | None, str | None]] = []
-    fine_parts: list[np.ndarray] = []
+    views: list[tuple[str, str | None, str | None]] = []
+    set_views: list[list[np.ndarray]] = []  # fine cells of each view of each set
+    vc: list[int] = []  # weight columns used by each view
     w_parts: list[np.ndarray] = []
     wc: list[int] = []
-    proc_set: list[int] = []
+    proc_view: list[int] = []
     srt_key: dict[tuple[str, str], int] = {}
     srt_idx_parts: list[np.ndarray] = []
     srt_val_parts: list[np.ndarray] = []
@@ -159,6 +163,7 @@ def prepare(analysis: Analysis) -> PreparedEvents:
     sh_src: list[list[int]] = []
     shape_entries: list[tuple[str, str]] = []
     n_events: dict[str, int] = {}
+    cut_obs = set(thr_obs)
 
     def sorted_id(p: str, col: str, cols: dict[str, FloatArray]) -> int:
         key = (p, col)
@@ -186,47 +191,106 @@ def prepare(analysis: Analysis) -> PreparedEvents:
         w = cols[pr.weight] if pr.weight is not None else np.ones(n)
 
         def add_set(shift: dict[str, str], wcols: list[FloatArray], label: tuple[Any, Any]) -> int:
-            k = len(sets)
+            """A new event set (own selection); returns the index of its first view."""
             sets.append((p, label[0], label[1]))
-            fine_parts.append(fine_index(cols[shift.get(an.observable, an.observable)], grid))
             w_parts.append(np.ascontiguousarray(np.stack(wcols, axis=1)).ravel())
             wc.append(len(wcols))
             thr_srt_rows.append([sorted_id(p, shift.get(o, o), cols) for o in thr_obs])
-            return k
+            set_views.append([])
+            return add_view(shift, len(wcols), label)
+
+        def add_view(shift: dict[str, str], ncols: int, label: tuple[Any, Any]) -> int:
+            """A new view (fit-observable variant) of the last set; returns its index."""
+            views.append((p, label[0], label[1]))
+            set_views[-1].append(fine_index(cols[shift.get(an.observable, an.observable)], grid))
+            vc.append(ncols)
+            return len(views) - 1
 
         wcols = [w]
         for s in wsys:
             wcols += [cols[s.up], cols[s.down]]
-        k_nom = add_set({}, wcols, (None, None))
-        proc_set.append(k_nom)
+        v_nom = add_set({}, wcols, (None, None))
+        proc_view.append(v_nom)
+        # variations shifting only the fit observable are views of the nominal set (they share
+        # its selection); those shifting a cut observable need sets of their own
+        pending = []
         for s in an.shape_systematics:
             if p not in an.shape_processes(s):
                 continue
-            shape_entries.append((p, s.name))
             if s.kind == "weight":
                 j = wsys.index(s)
-                sh_src.append([pi, k_nom, 2 + 2 * j, k_nom, 3 + 2 * j])
+                shape_entries.append((p, s.name))
+                sh_src.append([pi, v_nom, 2 + 2 * j, v_nom, 3 + 2 * j])
+            elif not (set(s.up) | set(s.down)) & cut_obs:
+                v_up = add_view(s.up, 1, (s.name, "up"))
+                v_dn = add_view(s.down, 1, (s.name, "down"))
+                shape_entries.append((p, s.name))
+                sh_src.append([pi, v_up, 0, v_dn, 0])
             else:
-                k_up = add_set(s.up, [w], (s.name, "up"))
-                k_dn = add_set(s.down, [w], (s.name, "down"))
-                sh_src.append([pi, k_up, 0, k_dn, 0])
+                pending.append(s)
+        for s in pending:
+            v_up = add_set(s.up, [w], (s.name, "up"))
+            v_dn = add_set(s.down, [w], (s.name, "down"))
+            shape_entries.append((p, s.name))
+            sh_src.append([pi, v_up, 0, v_dn, 0])
+    # shape entries in (process, systematic) order of the analysis
+    order_sh = sorted(
+        range(len(shape_entries)),
+        key=lambda i: (procs.index(shape_entries[i][0]),
+                       [s.name for s in an.shape_systematics].index(shape_entries[i][1])),
+    )
+    shape_entries = [shape_entries[i] for i in order_sh]
+    sh_src = [sh_src[i] for i in order_sh]
 
     K = len(sets)
+    n_thr = len(thr_kind)
+    ev_sizes = [set_views[k][0].size for k in range(K)]
+    view_off = np.zeros(K + 1, dtype=np.int64)
+    view_off[1:] = np.cumsum([len(v) for v in set_views])
+    fine_flat = [f for vs in set_views for f in vs]
+    fine_off = np.zeros(len(fine_flat) + 1, dtype=np.int64)
+    fine_off[1:] = np.cumsum([f.size for f in fine_flat])
+    # streams: per (set, sorted observable) the event index, the fine cells of every view and
+    # the weights in sorted order, so that moving a threshold reads memory sequentially
+    str_key: dict[tuple[int, int], int] = {}
+    str_e: list[np.ndarray] = []
+    str_fine: list[np.ndarray] = []
+    str_w: list[np.ndarray] = []
+    thr_str_rows: list[list[int]] = []
+    for k in range(K):
+        row = []
+        for j in range(n_thr):
+            s_id = thr_srt_rows[k][j]
+            key = (k, s_id)
+            if key not in str_key:
+                order = srt_idx_parts[s_id]
+                str_key[key] = len(str_e)
+                str_e.append(order)
+                str_fine.append(np.stack([f[order] for f in set_views[k]], axis=1).ravel())
+                str_w.append(w_parts[k].reshape(-1, wc[k])[order].ravel())
+            row.append(str_key[key])
+        thr_str_rows.append(row)
+    str_off = np.zeros(len(str_e) + 1, dtype=np.int64)
+    str_off[1:] = np.cumsum([x.size for x in str_e])
+    str_woff = np.zeros(len(str_e) + 1, dtype=np.int64)
+    str_woff[1:] = np.cumsum([x.size for x in str_w])
     ev_off = np.zeros(K + 1, dtype=np.int64)
-    ev_off[1:] = np.cumsum([f.size for f in fine_parts])
-    w_off = np.zeros(K + 1, dtype=np.int64)
-    w_off[1:] = np.cumsum([x.size for x in w_parts])
-    h_off = np.zeros(K + 1, dtype=np.int64)
-    h_off[1:] = np.cumsum([(c + 1) * G for c in wc])
+    ev_off[1:] = np.cumsum(ev_sizes)
+    h_off = np.zeros(len(views) + 1, dtype=np.int64)
+    h_off[1:] = np.cumsum([(c + 1) * G for c in vc])
     srt_off = np.zeros(len(srt_idx_parts) + 1, dtype=np.int64)
     srt_off[1:] = np.cumsum([x.size for x in srt_idx_parts])
-    n_thr = len(thr_kind)
+    w_off = np.zeros(K + 1, dtype=np.int64)
+    w_off[1:] = np.cumsum([x.size for x in w_parts])
     arrays = {
         "ev_off": ev_off,
-        "fine": np.ascontiguousarray(np.concatenate(fine_parts), dtype=np.int32),
+        "view_off": view_off,
+        "fine_off": fine_off,
+        "fine": np.ascontiguousarray(np.concatenate(fine_flat), dtype=np.int32),
         "w_off": w_off,
         "wc": np.array(wc, dtype=np.int64),
         "W": np.ascontiguousarray(np.concatenate(w_parts), dtype=np.float64),
+        "vc": np.array(vc, dtype=np.int64),
         "h_off": h_off,
         "srt_off": srt_off,
         "srt_idx": (
@@ -241,14 +305,24 @@ def prepare(analysis: Analysis) -> PreparedEvents:
         "thr_kind": np.array(thr_kind, dtype=np.int64),
         "thr_lo": np.array(thr_lo, dtype=np.float64),
         "thr_hi": np.array(thr_hi, dtype=np.float64),
-        "proc_set": np.array(proc_set, dtype=np.int64),
+        "str_off": str_off,
+        "str_e": (np.ascontiguousarray(np.concatenate(str_e), dtype=np.int32)
+                  if str_e else np.zeros(0, dtype=np.int32)),
+        "str_fine": (np.ascontiguousarray(np.concatenate(str_fine), dtype=np.int32)
+                     if str_fine else np.zeros(0, dtype=np.int32)),
+        "str_woff": str_woff,
+        "str_w": (np.ascontiguousarray(np.concatenate(str_w), dtype=np.float64)
+                  if str_w else np.zeros(0)),
+        "thr_str": np.ascontiguousarray(np.array(thr_str_rows, dtype=np.int64).reshape(K, n_thr)),
+        "proc_view": np.array(proc_view, dtype=np.int64),
         "sh_src": np.array(sh_src, dtype=np.int64).reshape(len(sh_src), 5),
         "is_bkg": np.array([0 if p == an.signal else 1 for p in procs], dtype=np.int64),
     }
     return PreparedEvents(
         analysis=an, processes=procs, grid=grid, thr_names=thr_names,
         thr_kind=arrays["thr_kind"], thr_lo=arrays["thr_lo"], thr_hi=arrays["thr_hi"],
-        thr_init=np.array(thr_init, dtype=np.float64), sets=sets, shape_entries=shape_entries,
+        thr_init=np.array(thr_init, dtype=np.float64), sets=sets, views=views,
+        shape_entries=shape_entries,
         n_events=n_events, arrays=arrays,
     )
 
