@@ -76,7 +76,23 @@ def test_reward_equals_pyhf_on_export(metric):
     assert info["q0"] == pytest.approx(q0, rel=1e-6)
 
 
-def test_limit_equals_pyhf_on_export():
+def test_limit_is_pyhf_cls_root_on_export():
+    """pyhf's expected (median) CLs at the environment's limit is 0.05 (a full pyhf limit
+    scan is the slow test below)."""
+    env = AnalysisEnv(_with_weight_sys(), reward_metric="limit")
+    info = _walk(env, 5, n=4)
+    pyhf, m, d = _pyhf_model(env.workspace())
+    try:
+        _, band = pyhf.infer.hypotest(info["limit"], d, m, test_stat="qtilde",
+                                      return_expected_set=True)
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+    assert float(band[2]) == pytest.approx(0.05, rel=1e-6)
+    assert info["value"] == -info["limit"]
+
+
+@pytest.mark.slow
+def test_limit_equals_pyhf_upper_limit_on_export():
     env = AnalysisEnv(_with_weight_sys(), reward_metric="limit")
     info = _walk(env, 5, n=4)
     pyhf, m, d = _pyhf_model(env.workspace())
@@ -88,7 +104,6 @@ def test_limit_equals_pyhf_on_export():
     finally:
         pyhf.set_backend("numpy", "scipy")
     assert info["limit"] == pytest.approx(float(exp[2]), rel=1e-6)
-    assert info["value"] == -info["limit"]
 
 
 def test_env_checker_and_registry(toy):
