@@ -43,7 +43,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit, jit_parallel
+from ._jit import jit, jit_inline, jit_parallel
 from .env_step import CI_DELTA, O_REWARD, O_VALUE, PV_ASIMOV, PV_INIT, _evaluate
 from .layout import unpack
 from .likelihood import expected_main
@@ -96,15 +96,15 @@ def search(vals, t, kind):
     return lo
 
 
-@jit
-def _toggle_views(k, view_off, vfine, nv, W, wo, vc, sign, h_off, G, H, cnt):
+@jit_inline
+def _toggle_views(k, view_off, vfine, fo, nv, W, wo, vc, sign, h_off, G, H, cnt):
     """Add (sign 1) or remove (sign -1) one event of set ``k`` in every view.
 
-    ``vfine[0:nv]`` are the event's fine cells in the set's views, ``W[wo:]`` its weights.
+    ``vfine[fo:fo + nv]`` are the event's fine cells in the set's views, ``W[wo:]`` its weights.
     """
     w = W[wo]
     for i in range(nv):
-        g = vfine[i]
+        g = vfine[fo + i]
         if g < 0:
             continue
         v = view_off[k] + i
@@ -160,7 +160,7 @@ def rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_
             if fail[base + e] == 0:
                 for i in range(nv):
                     vf[i] = fine[fine_off[view_off[k] + i] + e]
-                _toggle_views(k, view_off, vf, nv, W, w_off[k] + e * c, vc, 1, h_off, G, H, cnt)
+                _toggle_views(k, view_off, vf, 0, nv, W, w_off[k] + e * c, vc, 1, h_off, G, H, cnt)
 
 
 @jit
@@ -203,15 +203,15 @@ def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, 
                     e = base + str_e[so + r]
                     fail[e] += 1
                     if fail[e] == 1:
-                        _toggle_views(k, view_off, str_fine[fo + r * nv : fo + r * nv + nv], nv,
-                                      str_w, wo + r * c, vc, -1, h_off, G, H, cnt)
+                        _toggle_views(k, view_off, str_fine, fo + r * nv, nv, str_w, wo + r * c,
+                                      vc, -1, h_off, G, H, cnt)
             else:
                 for r in range(a, b):
                     e = base + str_e[so + r]
                     fail[e] -= 1
                     if fail[e] == 0:
-                        _toggle_views(k, view_off, str_fine[fo + r * nv : fo + r * nv + nv], nv,
-                                      str_w, wo + r * c, vc, 1, h_off, G, H, cnt)
+                        _toggle_views(k, view_off, str_fine, fo + r * nv, nv, str_w, wo + r * c,
+                                      vc, 1, h_off, G, H, cnt)
             pos[k, j] = p1
         thr[j] = thr_new[j]
     return visited
