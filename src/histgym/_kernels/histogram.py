@@ -521,3 +521,26 @@ def analysis_step_batch(
                 thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
                 data[r], x[r], out[r], st_i[r],
             )
+
+
+@jit
+def analysis_step_batch_serial(
+    mask, mode, actions, thr_req, edge_req,
+    ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
+    cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+):
+    """:func:`analysis_step_batch` in one thread (no thread start-up, no parallel compile)."""
+    for r in range(mask.shape[0]):
+        if mask[r]:
+            analysis_step(
+                mode, actions[r], thr_req[r], edge_req[r],
+                ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff,
+                str_w, thr_str, G, proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
+                acfg_f, cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
+                data[r], x[r], out[r], st_i[r],
+            )

@@ -264,9 +264,10 @@ class AnalysisCore:
 
     def run(self, st: AnalysisState, mask: npt.NDArray[np.bool_], mode: int,
             actions: FloatArray | None = None, thr: FloatArray | None = None,
-            edges: FloatArray | None = None) -> None:
+            edges: FloatArray | None = None, parallel: bool = False) -> None:
         """Advance the rows in ``mask``: mode 0 actions [N, n_act], 1 move / 2 reset to
-        ``thr`` [N, n_thr] and ``edges`` [N, B-1] (grid units)."""
+        ``thr`` [N, n_thr] and ``edges`` [N, B-1] (grid units); ``parallel`` runs the rows in
+        numba threads."""
         n = mask.shape[0]
         prep = self.prep
         a = actions if actions is not None else np.zeros((n, self.n_action))
@@ -279,8 +280,8 @@ class AnalysisCore:
                 HK.analysis_step(mode, a[r], t[r], e[r], *self.static, prep.G, *self._mid,
                                  self.score, *(x[r] for x in st.arrays()))
         else:
-            HK.analysis_step_batch(mask, mode, a, t, e, *self.static, prep.G, *self._mid,
-                                   self.score, *st.arrays())
+            f = HK.analysis_step_batch if parallel else HK.analysis_step_batch_serial
+            f(mask, mode, a, t, e, *self.static, prep.G, *self._mid, self.score, *st.arrays())
         if self.score == 0:
             for r in rows:
                 self._score_limit(st, int(r), mode == 2)
@@ -626,14 +627,8 @@ class AnalysisVectorEnv(VectorEnv):
         self._rng = seeding.np_random(None)[0]
 
     def _run(self, mask: npt.NDArray[np.bool_], mode: int, actions: FloatArray | None = None) -> None:
-        c = self.core
-        if self.parallel or mode == 2:
-            c.run(self._st, mask, mode, actions=actions, thr=self._thr0, edges=self._edge0)
-        else:  # serial: one compiled call per row is as fast and avoids thread start-up
-            for r in np.flatnonzero(mask):
-                m = np.zeros(self.num_envs, dtype=bool)
-                m[r] = True
-                c.run(self._st, m, mode, actions=actions, thr=self._thr0, edges=self._edge0)
+        self.core.run(self._st, mask, mode, actions=actions, thr=self._thr0, edges=self._edge0,
+                      parallel=self.parallel)
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[FloatArray, dict[str, Any]]:
