@@ -23,10 +23,14 @@ def main() -> None:
     ap.add_argument("--n-events", type=int, default=100_000)
     ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--reward-mode", default="delta")
+    ap.add_argument("--cut-scale", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
 
+    import torch
+
+    torch.set_num_threads(1)
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -34,7 +38,8 @@ def main() -> None:
     from histgym.envs.analysis import AnalysisCore, AnalysisEnv
     from histgym.events import toy_analysis
 
-    core = AnalysisCore(toy_analysis(n_events=args.n_events), reward_mode=args.reward_mode)
+    core = AnalysisCore(toy_analysis(n_events=args.n_events), reward_mode=args.reward_mode,
+                        cut_scale=args.cut_scale)
     res: dict[str, float] = {}
     ref = AnalysisEnv(core=core)
     res["start"] = agents.start_analysis(ref)["value"]
@@ -49,7 +54,7 @@ def main() -> None:
                         for _ in range(args.n_envs)])
     model = PPO("MlpPolicy", venv, seed=args.seed, device="cpu", verbose=0)
     t = time.time()
-    chunk = max(args.timesteps // 10, 2048)
+    chunk = max(args.timesteps // 20, 2048)
     done = 0
     env = AnalysisEnv(core=core, max_steps=args.max_steps)
     best_ppo = -np.inf

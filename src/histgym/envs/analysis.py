@@ -133,7 +133,7 @@ class AnalysisCore:
     """
 
     def __init__(self, analysis: Analysis | PreparedEvents, *, reward_metric: str = "z0",
-                 reward_mode: str = "value", data: str = "asimov", cut_scale: float = 0.05,
+                 reward_mode: str = "value", data: str = "asimov", cut_scale: float = 0.02,
                  edge_scale: float = 0.25, mle_max_iter: int = 200,
                  mle_tol: float = 1e-6) -> None:
         _choice("reward_metric", reward_metric, ANALYSIS_METRICS)
@@ -451,7 +451,8 @@ class AnalysisEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
     | ``reward_mode`` | ``"value"`` | or ``"delta"`` |
     | ``data`` | ``"asimov"`` | the only choice (simulated events have no observed data) |
     | ``max_steps`` | 100 | episode length |
-    | ``cut_scale``, ``edge_scale`` | 0.05, 0.25 | step sizes |
+    | ``cut_scale``, ``edge_scale`` | 0.02, 0.25 | step sizes (a step visits only the events
+    crossing a moved threshold, so its cost grows with ``cut_scale``) |
 
     ## Vectorized environment
     :class:`AnalysisVectorEnv` (``gymnasium.make_vec("histgym/AnalysisDesign-v0", num_envs=N,
@@ -465,7 +466,7 @@ class AnalysisEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
 
     def __init__(self, analysis: Any = None, *, reward_metric: str = "z0",
                  reward_mode: str = "value", data: str = "asimov", max_steps: int = 100,
-                 cut_scale: float = 0.05, edge_scale: float = 0.25, mle_max_iter: int = 200,
+                 cut_scale: float = 0.02, edge_scale: float = 0.25, mle_max_iter: int = 200,
                  mle_tol: float = 1e-6, render_mode: str | None = None,
                  core: AnalysisCore | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
