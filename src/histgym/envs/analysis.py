@@ -339,6 +339,21 @@ class AnalysisCore:
         obs = np.concatenate([cuts, edges, np.maximum(sig, 0.0), np.maximum(bkg, 0.0)], axis=1)
         return np.ascontiguousarray(obs, dtype=np.float64)
 
+    def observation_row(self, st: AnalysisState, r: int = 0) -> FloatArray:
+        """The observation of row ``r`` (float64 [n_thr + B - 1 + 2 B])."""
+        prep = self.prep
+        P = len(prep.processes)
+        B = prep.n_bins
+        Y = st.T[r, : P * B].reshape(P, B)
+        sig = Y[self.sig_index]
+        bkg = Y.sum(axis=0) - sig
+        return np.concatenate([
+            (st.thr[r] - prep.thr_lo) / (prep.thr_hi - prep.thr_lo),
+            st.ek[r, 1:-1] / prep.G,
+            np.maximum(sig / self.norm_sig, 0.0),
+            np.maximum(bkg / self.norm_bkg, 0.0),
+        ])
+
     def edges(self, st: AnalysisState, r: int = 0) -> FloatArray:
         """Bin edges (fit-observable units) of row ``r`` (float64 [B + 1])."""
         return self.prep.edges_value(st.ek[r])
@@ -488,6 +503,9 @@ class AnalysisEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(core.n_action,), dtype=np.float32)
         self._st = core.new_state(1)
         self._mask = np.ones(1, dtype=bool)
+        # the kernel arguments of one step, bound once (views into the state)
+        self._fixed = (*core.static, core.prep.G, *core._mid, core.score)
+        self._rows = tuple(x[0] for x in self._st.arrays())
         self._goto(core.thr0, core.edge0, 2)
 
     @property
@@ -543,14 +561,18 @@ class AnalysisEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (self.core.n_action,):
             raise InvalidParameters(f"action has shape {a.shape}; expected ({self.core.n_action},)")
-        if not np.all(np.isfinite(a)):
+        if not math.isfinite(a.sum()):
             bad = np.flatnonzero(~np.isfinite(a))[:5].tolist()
             raise InvalidParameters(f"action has non-finite entries at {bad}")
-        self.core.run(self._st, self._mask, 0, actions=a[None, :])
-        self._st.step[0] += 1
-        reward = float(self._st.out[0, K.O_REWARD])
-        trunc = bool(self._st.step[0] >= self.max_steps)
-        return self.core.observation(self._st)[0], reward, False, trunc, self.core.info(self._st)
+        rows = self._rows
+        HK.analysis_step(0, a, rows[0], rows[1], *self._fixed, *rows)
+        if self.core.score == 0:
+            self.core._score_limit(self._st, 0, False)
+        st = self._st
+        st.step[0] += 1
+        reward = float(st.out[0, K.O_REWARD])
+        trunc = bool(st.step[0] >= self.max_steps)
+        return self.core.observation_row(st), reward, False, trunc, self.core.info(st)
 
     def evaluate(self, cuts: Any, edges: Any = None) -> AnalysisResult:
         """Score an analysis (thresholds [n_thr], inner edges [B-1] or all edges [B+1]).
