@@ -92,7 +92,10 @@ def test_cli_design_writes_best_analysis(tmp_path, capsys):
 
 def test_ppo_smoke():
     sb3 = pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_checker import check_env
+
     env = AnalysisEnv(toy_analysis(n_events=N_EV), max_steps=16)
+    check_env(env)
     model = sb3.PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=128)
     obs, _ = env.reset(seed=0)
