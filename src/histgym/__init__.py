@@ -28,6 +28,7 @@ from . import envs  # registers the Gymnasium ids; env classes load on first use
 __version__ = "0.1.0"
 
 _ENV_NAMES = ("HistFactoryEnv", "HistFactoryVectorEnv", "make_histfactory_env", "make_gaussian_bump_env")
+_ENV_NAMES += ("AnalysisEnv", "AnalysisVectorEnv", "make_analysis_env")  # analysis design (events)
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +48,9 @@ def example_workspace() -> dict[str, Any]:
 
 
 __all__ = [
+    "AnalysisEnv",
+    "AnalysisVectorEnv",
+    "make_analysis_env",
     "HistFactoryEnv",
     "HistFactoryVectorEnv",
     "make_histfactory_env",

@@ -26,6 +26,12 @@ __all__ = [
     "random_policy",
     "record_episode",
     "run_episode",
+    # analysis design on events (histgym.envs.analysis)
+    "cmaes_analysis",
+    "coordinate_ascent_analysis",
+    "grid_scan_cuts",
+    "random_analysis_search",
+    "start_analysis",
 ]
 
 #: A policy maps (observation, info of the previous step) to an action.
@@ -255,3 +261,165 @@ def optimise_open_loop(
     actions = np.tanh(best_x)[seg]
     return OpenLoopResult(actions=actions, episode_return=float(best_f), evaluations=evals,
                           n_segments=K, method=f"CMA-ES over {K} piecewise-constant segments")
+
+
+# ---------------------------------------------------------------------- analysis design (events)
+# Baselines for histgym.envs.analysis.AnalysisEnv: each searches analyses (cut thresholds and
+# bin edges) through ``env.evaluate`` and leaves the environment at the best one found, so that
+# ``env.workspace()`` exports it.  The metric is piecewise constant in the cuts (events cross
+# thresholds one at a time), so no gradient exists; the greedy reference is a coordinate ascent.
+
+
+def _analysis_env(env: Any) -> Any:
+    base = getattr(env, "unwrapped", env)
+    if not hasattr(base, "evaluate") or not hasattr(base, "core"):
+        raise TypeError("analysis baselines need a histgym AnalysisEnv")
+    return base
+
+
+def _unit_to_analysis(base: Any, z: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Map z in [0, 1]^(n_thr + B - 1) to (thresholds, inner edges); edges are sorted and
+    kept at least one fine-grid cell apart."""
+    prep = base.core.prep
+    z = np.clip(np.asarray(z, dtype=np.float64), 0.0, 1.0)
+    n = prep.n_thr
+    cuts = prep.thr_lo + z[:n] * (prep.thr_hi - prep.thr_lo)
+    G = prep.G
+    k = np.sort(np.rint(z[n:] * G).astype(np.int64))
+    k = np.clip(k, 1, G - 1)
+    for j in range(1, k.size):  # strictly increasing, inside (0, G)
+        k[j] = max(k[j], k[j - 1] + 1)
+    for j in range(k.size - 1, -1, -1):
+        k[j] = min(k[j], (G - (k.size - j)) if j == k.size - 1 else k[j + 1] - 1)
+    return cuts, prep.grid[k]
+
+
+def _analysis_to_unit(base: Any, cuts: npt.ArrayLike, edges: npt.ArrayLike) -> np.ndarray:
+    prep = base.core.prep
+    lo, hi = prep.analysis.range
+    c = (np.asarray(cuts, dtype=np.float64) - prep.thr_lo) / (prep.thr_hi - prep.thr_lo)
+    e = (np.asarray(edges, dtype=np.float64)[1:-1] - lo) / (hi - lo)
+    return np.concatenate([c, e])
+
+
+class _Tracker:
+    """Evaluates analyses on an environment and keeps the best valid one."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.n = 0
+        self.best: Any = None
+        self.history: list[float] = []
+
+    def __call__(self, cuts: np.ndarray, edges: np.ndarray) -> float:
+        r = self.base.evaluate(cuts, edges)
+        self.n += 1
+        if r.valid and (self.best is None or r.value > self.best.value):
+            self.best = r
+        self.history.append(self.best.value if self.best is not None else r.value)
+        return float(r.value)
+
+    def finish(self) -> dict[str, Any]:
+        b = self.best
+        if b is None:
+            raise ValueError("no valid analysis was found")
+        self.base.evaluate(b.cuts, b.edges)  # leave the environment at the best analysis
+        return {"value": b.value, "cuts": b.cuts, "edges": b.edges, "n_evaluations": self.n,
+                "history": self.history}
+
+
+def start_analysis(env: Any) -> dict[str, Any]:
+    """The starting analysis (initial cuts, equal-width bins) and its value."""
+    base = _analysis_env(env)
+    _, info = base.reset()
+    return {"value": info["value"], "cuts": base.cuts, "edges": base.edges, "n_evaluations": 1,
+            "history": [info["value"]]}
+
+
+def random_analysis_search(env: Any, n_trials: int = 200, *, seed: int = 0) -> dict[str, Any]:
+    """Best of ``n_trials`` analyses with uniform random thresholds and inner edges.
+
+    Returns:
+        ``{"value", "cuts", "edges", "n_evaluations", "history"}`` (history: best so far).
+    """
+    base = _analysis_env(env)
+    rng = np.random.default_rng(seed)
+    track = _Tracker(base)
+    start = start_analysis(base)
+    track(start["cuts"], start["edges"])
+    for _ in range(int(n_trials)):
+        c, e = _unit_to_analysis(base, rng.uniform(size=base.core.n_action))
+        track(c, e)
+    return track.finish()
+
+
+def grid_scan_cuts(env: Any, points_per_cut: int = 6) -> dict[str, Any]:
+    """Grid scan over the thresholds (``points_per_cut`` values each, inside their ranges),
+    with equal-width bins."""
+    import itertools
+
+    base = _analysis_env(env)
+    prep = base.core.prep
+    track = _Tracker(base)
+    start = start_analysis(base)
+    track(start["cuts"], start["edges"])
+    axes = [np.linspace(lo, hi, int(points_per_cut)) for lo, hi in zip(prep.thr_lo, prep.thr_hi)]
+    edges = prep.edges_value(np.r_[0, np.rint(prep.equal_width_edges()), prep.G].astype(int))
+    for c in itertools.product(*axes):
+        track(np.array(c), edges)
+    return track.finish()
+
+
+def cmaes_analysis(env: Any, *, max_evals: int = 1500, sigma0: float = 0.15, seed: int = 0,
+                   popsize: int | None = None) -> dict[str, Any]:
+    """CMA-ES (package ``cma``, extra ``design``) over the final thresholds and inner edges.
+
+    The search space is [0, 1]^(n_thr + B - 1) (thresholds scaled to their ranges, inner edges
+    to the fit range, sorted); it starts at the starting analysis (equal-width bins).  Invalid
+    analyses score the floor value.
+    """
+    try:
+        import cma
+    except ImportError as err:  # pragma: no cover - exercised without the extra only
+        from .events.inputs import MissingExtra
+
+        raise MissingExtra('cmaes_analysis needs cma: pip install "histgym[design]"') from err
+    base = _analysis_env(env)
+    track = _Tracker(base)
+    start = start_analysis(base)
+    track(start["cuts"], start["edges"])
+    x0 = _analysis_to_unit(base, start["cuts"], start["edges"])
+    opts: dict[str, Any] = {"bounds": [0.0, 1.0], "seed": int(seed) + 1, "verbose": -9,
+                            "maxfevals": int(max_evals)}
+    if popsize is not None:
+        opts["popsize"] = int(popsize)
+    es = cma.CMAEvolutionStrategy(x0, float(sigma0), opts)
+    while not es.stop():
+        xs = es.ask()
+        es.tell(xs, [-track(*_unit_to_analysis(base, x)) for x in xs])
+    return track.finish()
+
+
+def coordinate_ascent_analysis(env: Any, *, step: float = 0.1, min_step: float = 2e-3,
+                               max_evals: int = 1500) -> dict[str, Any]:
+    """The greedy reference: coordinate ascent over the thresholds and inner edges (scaled to
+    [0, 1]); each coordinate tries +-step, the step halves when nothing improves."""
+    base = _analysis_env(env)
+    track = _Tracker(base)
+    start = start_analysis(base)
+    z = _analysis_to_unit(base, start["cuts"], start["edges"])
+    best = track(*_unit_to_analysis(base, z))
+    s = float(step)
+    while s >= min_step and track.n < max_evals:
+        improved = False
+        for i in range(z.size):
+            for sign in (1.0, -1.0):
+                trial = z.copy()
+                trial[i] = np.clip(trial[i] + sign * s, 0.0, 1.0)
+                v = track(*_unit_to_analysis(base, trial))
+                if v > best + 1e-12:
+                    best, z, improved = v, trial, True
+                    break
+        if not improved:
+            s /= 2.0
+    return track.finish()

@@ -346,6 +346,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+def _cmd_design(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``histgym design [CONFIG]``: optimise cuts and binning (see histgym.design)."""
+    from .design import design
+
+    out = design(args.config, method=args.method, metric=args.metric, max_evals=args.max_evals,
+                 seed=args.seed, output=args.output, progress=not args.json)
+    out.pop("workspace")
+    rows = [[k, f"{v:.6g}"] for k, v in out["cuts"].items()]
+    text = _table(rows, ["cut", "threshold"])
+    text += "\nedges: " + ", ".join(f"{e:.6g}" for e in out["edges"])
+    text += (f"\n{out['metric']}: {out['value']:.6g} (start {out['start_value']:.6g}, "
+             f"{out['method']}, {out['n_evaluations']} evaluations)")
+    if args.output:
+        text += f"\nwritten: {args.output}/best_analysis.json, {args.output}/workspace.json"
+    return out, text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``histgym`` command."""
     p = _Parser(
@@ -378,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_scan_parser(sub)
     _add_sweep_parser(sub)
+    sp = sub.add_parser("design", help="optimise cuts and binning of an analysis on events")
+    sp.add_argument("config", nargs="?", default=None,
+                    help="analysis description (YAML/JSON; default: the built-in toy search)")
+    sp.add_argument("--method", default="cmaes", choices=["cmaes", "coordinate", "grid", "random"])
+    sp.add_argument("--metric", default="z0", choices=["z0", "q0", "limit"])
+    sp.add_argument("--max-evals", type=int, default=1500, help="evaluations (default 1500)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--output", default="histgym-design",
+                    help="output directory (default histgym-design)")
+    sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
     return p
 
 
@@ -393,6 +420,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "scan": lambda args: __import__("histgym.scan.cli", fromlist=["run"]).run(args),
     "sweep": lambda args: __import__("histgym.scan.cli", fromlist=["run_sweep"]).run_sweep(args),
+    "design": _cmd_design,
 }
 
 

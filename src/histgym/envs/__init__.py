@@ -13,6 +13,9 @@ from .registration import ENV_IDS, register_envs
 register_envs()
 
 __all__ = [
+    "AnalysisEnv",
+    "AnalysisVectorEnv",
+    "make_analysis_env",
     "ENV_IDS",
     "HistFactoryEnv",
     "HistFactoryVectorEnv",
@@ -22,6 +25,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AnalysisEnv": "analysis",
+    "AnalysisVectorEnv": "analysis",
+    "make_analysis_env": "analysis",
     "HistFactoryEnv": "single",
     "make_histfactory_env": "single",
     "make_gaussian_bump_env": "single",

@@ -6,7 +6,7 @@ from gymnasium.envs.registration import register, registry
 
 __all__ = ["register_envs", "ENV_IDS"]
 
-ENV_IDS = ("histgym/HistFactory-v0", "histgym/GaussianBump-v0")
+ENV_IDS = ("histgym/HistFactory-v0", "histgym/GaussianBump-v0", "histgym/AnalysisDesign-v0")
 
 
 def register_envs() -> None:
@@ -28,4 +28,11 @@ def register_envs() -> None:
             id="histgym/GaussianBump-v0",
             entry_point="histgym.envs.single:make_gaussian_bump_env",
             vector_entry_point="histgym.envs.vector:make_gaussian_bump_vector_env",
+        )
+    if "histgym/AnalysisDesign-v0" not in registry:
+        # the built-in toy search on simulated events (cuts and binning; see envs/analysis.py)
+        register(
+            id="histgym/AnalysisDesign-v0",
+            entry_point="histgym.envs.analysis:make_analysis_design_env",
+            vector_entry_point="histgym.envs.analysis:make_analysis_design_vector_env",
         )

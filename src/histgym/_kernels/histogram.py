@@ -1,0 +1,546 @@
+"""Kernels layer: histograms of selected events, updated incrementally as cuts and edges move.
+
+Events are prepared once (``histgym.events.prepare``) into *event sets*: a set is one
+population of events with one selection (a process, or a process under a variation that
+shifts a cut observable).  Set ``k`` holds ``ev_off[k+1] - ev_off[k]`` events and one or more
+*views* ``v`` in ``view_off[k]:view_off[k+1]`` (the nominal fit observable, and variations
+that shift only the fit observable), each with
+
+* ``fine`` int32 (from ``fine_off[v]``): the fine-grid cell of the view's fit observable per
+  event (``-1`` outside the fit range; ``G`` equal cells with edges ``grid[0..G]``, cells
+  ``[grid[g], grid[g+1])``, the last one closed, as ``np.histogram``);
+* a histogram block ``H[h_off[v] :]`` of ``vc[v] + 1`` columns of ``G`` cells: sum of weights,
+  sum of squared weights, and sums of the alternative weights (weight-type variations);
+  ``cnt[v * G + g]`` counts the selected events per cell (a cell that empties is reset to
+  exactly 0, so incremental sums cannot drift there).
+
+``W`` float64 holds the set's event-major weight columns (``wc[k]`` per event, from
+``w_off[k]``; column 0 the event weight).  Each tunable threshold ``j`` has a kind
+(``thr_kind``: 0 selects ``x > t``, 1 selects ``x < t``) and per set a sorted copy of its
+observable (``srt_*``) and a *stream* (``thr_str[k, j]``): event index, fine cells of every
+view and weights in that sorted order (``str_*``), so that moving a threshold reads memory
+sequentially.  Per environment, ``pos[k, j]`` is the number of sorted events at or below the
+threshold (``x <= t`` for kind 0, ``x < t`` for kind 1) and ``fail`` int8 [E] counts the
+thresholds an event fails (selected: ``fail == 0``).
+
+Moving a threshold visits only the events between its old and new position; moving the inner
+bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) costs
+``O(G)`` per column.  The binned templates, the validity of the analysis (minimum background)
+and the model update (nominal yields, histosys templates, normsys factors with their code4
+coefficients, staterror widths) follow; the metric is computed by the scoring core of
+:mod:`histgym._kernels.env_step` (``_evaluate``), as for the histogram environments.
+
+Template buffer ``T`` (float64) of one analysis, for ``n_proc`` processes and ``n_sh`` shape
+entries (process, systematic): ``Y [n_proc, B]`` yields, ``S2 [n_proc, B]`` sums of squared
+weights, ``HU``/``HD [n_sh, B]`` normalised up/down templates, ``NU``/``ND [n_sh]`` their
+normalisation factors (see :func:`templates`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, jit_inline, jit_parallel
+from .env_step import CI_DELTA, O_REWARD, O_VALUE, PV_ASIMOV, PV_INIT, _evaluate
+from .layout import unpack
+from .likelihood import expected_main
+
+# thr kinds
+GT, LT = 0, 1
+# acfg_f entries
+AF_CUT_SCALE, AF_EDGE_SCALE, AF_MIN_EVENTS, AF_MAX_REL = range(4)
+# status codes written to st_i[0]
+V_OK, V_MIN_EVENTS, V_REL_STAT, V_NEGATIVE, V_NORM = 0, 1, 2, 3, 4
+N_ST_I = 4  # [validity code, offending bin, toggled events, processed]
+
+# code4 polynomial: coefficients = A^-1 b (pyhf.interpolators.code4, alpha0 = 1)
+CODE4_AINV = np.array(
+    [
+        [15.0 / 16, -15.0 / 16, -7.0 / 16, -7.0 / 16, 1.0 / 16, -1.0 / 16],
+        [3.0 / 2, 3.0 / 2, -9.0 / 16, 9.0 / 16, 1.0 / 16, 1.0 / 16],
+        [-5.0 / 8, 5.0 / 8, 5.0 / 8, 5.0 / 8, -1.0 / 8, 1.0 / 8],
+        [3.0 / -2, 3.0 / -2, -7.0 / -8, 7.0 / -8, -1.0 / 8, -1.0 / 8],
+        [3.0 / 16, -3.0 / 16, -3.0 / 16, -3.0 / 16, 1.0 / 16, -1.0 / 16],
+        [1.0 / 2, 1.0 / 2, -5.0 / 16, 5.0 / 16, 1.0 / 16, 1.0 / 16],
+    ]
+)
+
+
+def t_size(n_proc: int, n_sh: int, n_bins: int) -> int:
+    """Length of a template buffer ``T``."""
+    return 2 * n_proc * n_bins + n_sh * (2 * n_bins + 2)
+
+
+@jit
+def search(vals, t, kind):
+    """Number of ``vals`` (sorted) ``<= t`` (kind 0) or ``< t`` (kind 1)."""
+    lo = 0
+    hi = vals.shape[0]
+    if kind == GT:
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if vals[mid] <= t:
+                lo = mid + 1
+            else:
+                hi = mid
+    else:
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if vals[mid] < t:
+                lo = mid + 1
+            else:
+                hi = mid
+    return lo
+
+
+@jit_inline
+def _toggle_views(k, view_off, vfine, fo, nv, W, wo, vc, sign, h_off, G, H, cnt):
+    """Add (sign 1) or remove (sign -1) one event of set ``k`` in every view.
+
+    ``vfine[fo:fo + nv]`` are the event's fine cells in the set's views, ``W[wo:]`` its weights.
+    """
+    w = W[wo]
+    for i in range(nv):
+        g = vfine[fo + i]
+        if g < 0:
+            continue
+        v = view_off[k] + i
+        ho = h_off[v]
+        c = vc[v]
+        ci = v * G + g
+        cnt[ci] += sign
+        if cnt[ci] == 0:
+            H[ho + g] = 0.0
+            H[ho + G + g] = 0.0
+            for j in range(1, c):
+                H[ho + (j + 1) * G + g] = 0.0
+        else:
+            H[ho + g] += sign * w
+            H[ho + G + g] += sign * w * w
+            for j in range(1, c):
+                H[ho + (j + 1) * G + g] += sign * W[wo + j]
+
+
+@jit
+def rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+            srt_val, thr_srt, thr_kind, G, pos, fail, H, cnt):
+    """Histograms from scratch for thresholds ``thr`` (float64 [n_thr]): sets pos, fail, H, cnt."""
+    K = ev_off.shape[0] - 1
+    n_thr = thr.shape[0]
+    for i in range(fail.shape[0]):
+        fail[i] = 0
+    for i in range(H.shape[0]):
+        H[i] = 0.0
+    for i in range(cnt.shape[0]):
+        cnt[i] = 0
+    vf = np.empty(16, dtype=np.int32)
+    for k in range(K):
+        n = ev_off[k + 1] - ev_off[k]
+        base = ev_off[k]
+        for j in range(n_thr):
+            s = thr_srt[k, j]
+            vals = srt_val[srt_off[s] : srt_off[s + 1]]
+            idx = srt_idx[srt_off[s] : srt_off[s + 1]]
+            p = search(vals, thr[j], thr_kind[j])
+            pos[k, j] = p
+            if thr_kind[j] == GT:
+                for r in range(p):
+                    fail[base + idx[r]] += 1
+            else:
+                for r in range(p, n):
+                    fail[base + idx[r]] += 1
+        nv = view_off[k + 1] - view_off[k]
+        if nv > vf.shape[0]:
+            vf = np.empty(nv, dtype=np.int32)
+        c = wc[k]
+        for e in range(n):
+            if fail[base + e] == 0:
+                for i in range(nv):
+                    vf[i] = fine[fine_off[view_off[k] + i] + e]
+                _toggle_views(k, view_off, vf, 0, nv, W, w_off[k] + e * c, vc, 1, h_off, G, H, cnt)
+
+
+@jit
+def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, thr_srt,
+                    thr_kind, str_off, str_e, str_fine, str_woff, str_w, thr_str, G, thr, pos,
+                    fail, H, cnt):
+    """Move every threshold to ``thr_new`` incrementally; returns the events visited.
+
+    The events between the old and new position are read from the stream ``thr_str[k, j]``
+    (event index, fine cells of the set's views and weights in sorted order).
+    """
+    K = ev_off.shape[0] - 1
+    n_thr = thr.shape[0]
+    visited = 0
+    for j in range(n_thr):
+        if thr_new[j] == thr[j]:
+            continue
+        kind = thr_kind[j]
+        for k in range(K):
+            s = thr_srt[k, j]
+            vals = srt_val[srt_off[s] : srt_off[s + 1]]
+            p0 = pos[k, j]
+            p1 = search(vals, thr_new[j], kind)
+            if p1 == p0:
+                continue
+            base = ev_off[k]
+            q = thr_str[k, j]
+            so = str_off[q]
+            nv = view_off[k + 1] - view_off[k]
+            fo = nv * so
+            c = wc[k]
+            wo = str_woff[q]
+            a = min(p0, p1)
+            b = max(p0, p1)
+            # GT: positions below p fail; LT: positions at/above p fail
+            more_fail = (p1 > p0) == (kind == GT)
+            visited += b - a
+            if more_fail:
+                for r in range(a, b):
+                    e = base + str_e[so + r]
+                    fail[e] += 1
+                    if fail[e] == 1:
+                        _toggle_views(k, view_off, str_fine, fo + r * nv, nv, str_w, wo + r * c,
+                                      vc, -1, h_off, G, H, cnt)
+            else:
+                for r in range(a, b):
+                    e = base + str_e[so + r]
+                    fail[e] -= 1
+                    if fail[e] == 0:
+                        _toggle_views(k, view_off, str_fine, fo + r * nv, nv, str_w, wo + r * c,
+                                      vc, 1, h_off, G, H, cnt)
+            pos[k, j] = p1
+        thr[j] = thr_new[j]
+    return visited
+
+
+@jit
+def coarse(H, h_off, v, col, G, ek, out):
+    """Sum column ``col`` of view ``v``'s fine histogram into the bins ``ek`` -> out [B]."""
+    o = h_off[v] + col * G
+    B = ek.shape[0] - 1
+    for b in range(B):
+        s = 0.0
+        for g in range(ek[b], ek[b + 1]):
+            s += H[o + g]
+        out[b] = s
+
+
+@jit
+def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
+    """Binned templates of the analysis into ``T``; returns (validity code, offending bin).
+
+    ``proc_view`` int64 [n_proc]: each process's nominal view; ``sh_src`` int64 [n_sh, 5]:
+    (process, up view, up column, down view, down column).
+    Normalised templates as cabinetry's ``NormPlusShape``: ``NU = sum(up) / sum(nominal)``,
+    ``HU = up / NU`` (likewise down); a process without selected events gets ``NU = ND = 1``
+    and ``HU = HD = Y``.
+    """
+    P = proc_view.shape[0]
+    B = ek.shape[0] - 1
+    nsh = sh_src.shape[0]
+    Y = T[0 : P * B].reshape((P, B))
+    S2 = T[P * B : 2 * P * B].reshape((P, B))
+    o = 2 * P * B
+    HU = T[o : o + nsh * B].reshape((nsh, B))
+    o += nsh * B
+    HD = T[o : o + nsh * B].reshape((nsh, B))
+    o += nsh * B
+    NU = T[o : o + nsh]
+    ND = T[o + nsh : o + 2 * nsh]
+    for p in range(P):
+        coarse(H, h_off, proc_view[p], 0, G, ek, Y[p])
+        coarse(H, h_off, proc_view[p], 1, G, ek, S2[p])
+    code = V_OK
+    where = -1
+    for i in range(nsh):
+        p = sh_src[i, 0]
+        coarse(H, h_off, sh_src[i, 1], sh_src[i, 2], G, ek, HU[i])
+        coarse(H, h_off, sh_src[i, 3], sh_src[i, 4], G, ek, HD[i])
+        sy = 0.0
+        su = 0.0
+        sd = 0.0
+        for b in range(B):
+            sy += Y[p, b]
+            su += HU[i, b]
+            sd += HD[i, b]
+        if sy == 0.0:
+            NU[i] = 1.0
+            ND[i] = 1.0
+            for b in range(B):
+                HU[i, b] = Y[p, b]
+                HD[i, b] = Y[p, b]
+            continue
+        nu = su / sy
+        nd = sd / sy
+        if not (nu > 0.0 and nd > 0.0):
+            if code == V_OK:
+                code = V_NORM
+            nu = 1.0 if not nu > 0.0 else nu
+            nd = 1.0 if not nd > 0.0 else nd
+        NU[i] = nu
+        ND[i] = nd
+        for b in range(B):
+            HU[i, b] = HU[i, b] / nu
+            HD[i, b] = HD[i, b] / nd
+    min_ev = acfg_f[AF_MIN_EVENTS]
+    max_rel = acfg_f[AF_MAX_REL]
+    for b in range(B):
+        bk = 0.0
+        b2 = 0.0
+        for p in range(P):
+            if Y[p, b] < 0.0 and code == V_OK:
+                code = V_NEGATIVE
+                where = b
+            if is_bkg[p] == 1:
+                bk += Y[p, b]
+                b2 += S2[p, b]
+        if code == V_OK:
+            if not (bk >= min_ev and bk > 0.0 and b2 > 0.0):
+                code = V_MIN_EVENTS
+                where = b
+            elif max_rel > 0.0 and math.sqrt(b2) > max_rel * bk:
+                code = V_REL_STAT
+                where = b
+    return code, where
+
+
+@jit
+def code4_coef(hi, lo, ainv, out):
+    """The six code4 coefficients of a normsys with factors ``hi``/``lo`` into ``out``."""
+    lh = math.log(hi)
+    ll = math.log(lo)
+    v0 = hi - 1.0
+    v1 = lo - 1.0
+    v2 = lh * hi
+    v3 = -ll * lo
+    v4 = lh * lh * hi
+    v5 = ll * ll * lo
+    for r in range(6):
+        out[r] = (ainv[r, 0] * v0 + ainv[r, 1] * v1 + ainv[r, 2] * v2 + ainv[r, 3] * v3
+                  + ainv[r, 4] * v4 + ainv[r, 5] * v5)
+
+
+@jit
+def write_model(T, B, sh_src, cell, sh_hs, sh_ns, st_gauss, ainv, fbuf, ibuf):
+    """Write templates ``T`` into the packed model ``fbuf`` (nominals, histosys, normsys, staterror).
+
+    ``cell`` int64 [n_proc, B] cell of each (process, bin); ``sh_hs``/``sh_ns`` int64
+    [n_sh, B] histosys entry / normsys index per bin (-1: none); ``st_gauss`` int64 [B]
+    Gaussian constraint of each bin's staterror parameter (-1: none).
+    """
+    m = unpack(fbuf, ibuf)
+    P = cell.shape[0]
+    nsh = sh_src.shape[0]
+    Y = T[0 : P * B].reshape((P, B))
+    S2 = T[P * B : 2 * P * B].reshape((P, B))
+    o = 2 * P * B
+    HU = T[o : o + nsh * B].reshape((nsh, B))
+    o += nsh * B
+    HD = T[o : o + nsh * B].reshape((nsh, B))
+    o += nsh * B
+    NU = T[o : o + nsh]
+    ND = T[o + nsh : o + 2 * nsh]
+    for p in range(P):
+        for b in range(B):
+            m.nominal[cell[p, b]] = Y[p, b]
+    for i in range(nsh):
+        p = sh_src[i, 0]
+        for b in range(B):
+            e = sh_hs[i, b]
+            if e >= 0:
+                m.hs_up[e] = HU[i, b] - Y[p, b]
+                m.hs_dn[e] = Y[p, b] - HD[i, b]
+            r = sh_ns[i, b]
+            if r >= 0:
+                m.ns_hi[r] = NU[i]
+                m.ns_lo[r] = ND[i]
+                code4_coef(NU[i], ND[i], ainv, m.ns_coef[6 * r : 6 * r + 6])
+    for b in range(B):
+        g = st_gauss[b]
+        if g < 0:
+            continue
+        s2 = 0.0
+        s = 0.0
+        for p in range(P):
+            # pyhf: sqrt(sum_s u_s^2) / sum_s nominal_s with u_s = sqrt(sum w^2)
+            u = math.sqrt(S2[p, b])
+            s2 += u * u
+            s += Y[p, b]
+        sig = math.sqrt(s2) / s if s > 0.0 else 0.0
+        m.gauss_sigma[g] = sig if sig > 0.0 else 1.0
+
+
+@jit
+def quantize_edges(edge_f, G, ek):
+    """Inner edges (float64 [B-1], grid units) -> ordered grid indices ``ek`` (int64 [B+1])."""
+    B = ek.shape[0] - 1
+    ek[0] = 0
+    ek[B] = G
+    for j in range(1, B):
+        v = int(math.floor(edge_f[j - 1] + 0.5))
+        ek[j] = min(max(v, 1), G - 1)
+    for j in range(1, B):
+        if ek[j] <= ek[j - 1]:
+            ek[j] = ek[j - 1] + 1
+    for j in range(B - 1, 0, -1):
+        if ek[j] >= ek[j + 1]:
+            ek[j] = ek[j + 1] - 1
+
+
+@jit
+def apply_action(action, thr, thr_lo, thr_hi, edge_f, G, acfg_f, thr_t, edge_t):
+    """Targets of an action (float [n_thr + B - 1] in [-1, 1], clipped) -> thr_t, edge_t.
+
+    Threshold j moves by ``cut_scale * a * (hi_j - lo_j)`` and is clipped to its range; inner
+    edge j moves by ``edge_scale * a`` times the gap to its neighbour on the side it moves to
+    (``edge_scale <= 0.5`` keeps the edges ordered).
+    """
+    n_thr = thr.shape[0]
+    nE = edge_f.shape[0]
+    cs = acfg_f[AF_CUT_SCALE]
+    es = acfg_f[AF_EDGE_SCALE]
+    for j in range(n_thr):
+        a = min(max(action[j], -1.0), 1.0)
+        v = thr[j] + cs * a * (thr_hi[j] - thr_lo[j])
+        thr_t[j] = min(max(v, thr_lo[j]), thr_hi[j])
+    for j in range(nE):
+        a = min(max(action[n_thr + j], -1.0), 1.0) * es
+        left = edge_f[j - 1] if j > 0 else 0.0
+        right = edge_f[j + 1] if j < nE - 1 else float(G)
+        if a > 0.0:
+            edge_t[j] = edge_f[j] + a * (right - edge_f[j])
+        else:
+            edge_t[j] = edge_f[j] + a * (edge_f[j] - left)
+
+
+@jit
+def analysis_step(
+    mode, action, thr_req, edge_req,
+    ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
+    cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+):
+    """One analysis update: ``mode`` 0 applies ``action``, 1 moves to ``thr_req``/``edge_req``,
+    2 rebuilds at ``thr_req``/``edge_req`` (start of an episode).
+
+    Proposals violating the minimum-background requirement are rejected (the previous analysis
+    is restored: the histograms move back); modes 0/1 then keep ``out``'s value (reward = value,
+    or 0 with ``reward_mode="delta"``).  Mode 2 always adopts the analysis.  ``st_i`` int64
+    [N_ST_I] receives (validity code, offending bin, events visited, 1 if the model was
+    updated).  With ``score`` 1 the metric is computed by ``_evaluate``; with 0 the caller
+    scores (the ``limit`` metric).
+    """
+    n_thr = thr.shape[0]
+    B = ek.shape[0] - 1
+    nE = B - 1
+    thr_t = np.empty(n_thr)
+    edge_t = np.empty(nE)
+    if mode == 0:
+        apply_action(action, thr, thr_lo, thr_hi, edge_f, G, acfg_f, thr_t, edge_t)
+    else:
+        for j in range(n_thr):
+            thr_t[j] = min(max(thr_req[j], thr_lo[j]), thr_hi[j])
+        for j in range(nE):
+            edge_t[j] = min(max(edge_req[j], 0.0), float(G))
+    thr_old = thr.copy()
+    ek_old = ek.copy()
+    ef_old = edge_f.copy()
+    if mode == 2:
+        for j in range(n_thr):
+            thr[j] = thr_t[j]
+        rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+                srt_val, thr_srt, thr_kind, G, pos, fail, H, cnt)
+        visited = fail.shape[0]
+    else:
+        visited = move_thresholds(thr_t, ev_off, view_off, wc, vc, h_off, srt_off, srt_val,
+                                  thr_srt, thr_kind, str_off, str_e, str_fine, str_woff, str_w,
+                                  thr_str, G, thr, pos, fail, H, cnt)
+    for j in range(nE):
+        edge_f[j] = edge_t[j]
+    quantize_edges(edge_f, G, ek)
+    code, where = templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, Tn)
+    st_i[0] = code
+    st_i[1] = where
+    st_i[2] = visited
+    if code != V_OK and mode != 2:
+        move_thresholds(thr_old, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, thr_srt,
+                        thr_kind, str_off, str_e, str_fine, str_woff, str_w, thr_str, G, thr, pos,
+                        fail, H, cnt)
+        for j in range(nE):
+            edge_f[j] = ef_old[j]
+        for j in range(B + 1):
+            ek[j] = ek_old[j]
+        st_i[3] = 0
+        if cfg_i[CI_DELTA] == 1:
+            out[O_REWARD] = 0.0
+        else:
+            out[O_REWARD] = out[O_VALUE]
+        return code
+    for i in range(T.shape[0]):
+        T[i] = Tn[i]
+    write_model(T, B, sh_src, cell, sh_hs, sh_ns, st_gauss, ainv, fbuf, ibuf)
+    nb = ibuf[0]
+    expected_main(pvec[PV_ASIMOV], fbuf, ibuf, data[:nb])
+    st_i[3] = 1
+    if score == 1:
+        if mode == 2:
+            for k in range(x.shape[1]):
+                x[0, k] = pvec[PV_INIT, k]
+                x[1, k] = pvec[PV_INIT, k]
+            out[O_VALUE] = 0.0
+        empty = np.empty(0)
+        _evaluate(empty, fbuf, ibuf, cfg_i, empty, data, cfg_i, cfg_f, pvec, fixed2, x, out,
+                  empty, mode == 2)
+    return code
+
+
+@jit_parallel
+def analysis_step_batch(
+    mask, mode, actions, thr_req, edge_req,
+    ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
+    cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+):
+    """:func:`analysis_step` for the rows (leading axis of every state array) where ``mask``."""
+    for r in prange(mask.shape[0]):
+        if mask[r]:
+            analysis_step(
+                mode, actions[r], thr_req[r], edge_req[r],
+                ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff,
+                str_w, thr_str, G, proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
+                acfg_f, cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
+                data[r], x[r], out[r], st_i[r],
+            )
+
+
+@jit
+def analysis_step_batch_serial(
+    mask, mode, actions, thr_req, edge_req,
+    ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
+    cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+):
+    """:func:`analysis_step_batch` in one thread (no thread start-up, no parallel compile)."""
+    for r in range(mask.shape[0]):
+        if mask[r]:
+            analysis_step(
+                mode, actions[r], thr_req[r], edge_req[r],
+                ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
+                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff,
+                str_w, thr_str, G, proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
+                acfg_f, cfg_i, cfg_f, pvec, fixed2, ibuf, score,
+                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
+                data[r], x[r], out[r], st_i[r],
+            )
