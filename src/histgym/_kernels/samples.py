@@ -9,7 +9,7 @@ gradient stay in ``env_step``).
 from __future__ import annotations
 
 from ._jit import jit
-from .env_step import _refresh, _unpack_env
+from .env_step import _refresh, _views
 
 
 @jit
@@ -18,9 +18,7 @@ def set_yields_batch(S, P, Q, ibuf, yields):
     sample that ``P``/``Q`` control into state ``S[k]`` (float64 [N, n_state]): its head,
     its model buffer (modifiers kept relative) and, for Asimov data, its data."""
     for k in range(S.shape[0]):
-        ys, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out, grad = _unpack_env(
-            S[k], P, Q
-        )
+        ys, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S[k], P, Q)
         for i in range(ys.shape[0]):
             ys[i] = yields[k, i]
         _refresh(ys, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)

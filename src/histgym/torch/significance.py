@@ -24,6 +24,7 @@ import torch
 from scipy.special import ndtr
 from torch.autograd.function import once_differentiable
 
+from .._kernels import _jit
 from .._kernels import env_step as K
 from .._kernels.samples import set_yields_batch
 from ..envs import core
@@ -283,8 +284,11 @@ class Significance(torch.nn.Module):
         np.clip(ys[0], lo, hi, out=S[:, : self._ny])
         mask = np.ones(b, dtype=np.bool_)
         par = self.parallel and b > 1
-        reset = K.env_reset_batch if par else K.env_reset_batch_serial
-        reset(mask, S, p0.P, p0.Q if gradient else self._q_nograd, ibuf)
+        q0 = p0.Q if gradient else self._q_nograd
+        if par:
+            K.env_reset_batch(mask, S, p0.P, q0, ibuf, _jit.thread_count())
+        else:
+            K.env_reset_batch_serial(mask, S, p0.P, q0, ibuf)
         out = S[:, self._off_out : self._off_out + K.N_OUT]
         gslot = slice(self._off_grad, self._off_grad + self._ny)
         value = out[:, K.O_VALUE].copy()
@@ -294,12 +298,14 @@ class Significance(torch.nn.Module):
         if gradient and len(ys) > 1:
             # the other samples' gradients at the same optima: a step with a zero action
             # from the converged fits (warm start: the Newton fits stop at once)
-            step = K.env_step_batch if par else K.env_step_batch_serial
             zeros = np.zeros((b, self._ny))
             bad = np.zeros(b, dtype=np.int64)
             for p, y in zip(self._plist[1:], ys[1:]):
                 S[:, : self._ny] = y
-                step(mask, zeros, S, p.P, p.Q, ibuf, bad)
+                if par:
+                    K.env_step_batch(mask, zeros, S, p.P, p.Q, ibuf, bad, _jit.thread_count())
+                else:
+                    K.env_step_batch_serial(mask, zeros, S, p.P, p.Q, ibuf, bad)
                 ok &= out[:, K.O_OK] == 1.0
                 grads.append(S[:, gslot].copy())
             for g in grads:
