@@ -308,7 +308,7 @@ def _add_train_parsers(sub: Any) -> None:
     sp.add_argument("--algo", default=DEFAULT_ALGO, choices=list(ALGOS),
                     help=f"SB3 algorithm (default {DEFAULT_ALGO}; tqc, trpo, ars need sb3-contrib)")
     sp.add_argument("--timesteps", type=int, default=None,
-                    help="environment steps (default 50000; with --resume: additional steps)")
+                    help="environment steps (default 150000; with --resume: additional steps)")
     sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--hyperparams", default=None,
