@@ -181,7 +181,7 @@ def test_cli_train_errors(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         cli.main(["train", "--metric", "bogus"])
     assert exc.value.code == 2
-    assert cli.main(["evaluate", str(tmp_path)]) == 1
+    assert cli.main(["evaluate", str(tmp_path)]) == 2  # an input error (issue 10: exit code 2)
     assert "not a histgym run folder" in capsys.readouterr().err
 
 

@@ -159,14 +159,24 @@ def _make_train_env(workspace: Any, channel: str, sample: str, env_kwargs: Mappi
                     n_envs: int, seed: int) -> Any:
     """The SB3 ``VecEnv`` that agents train on: ``n_envs`` copies of the task.
 
-    The one place the training environment is built: today SB3's ``make_vec_env`` over single
-    :class:`~histgym.envs.HistFactoryEnv` copies in a ``DummyVecEnv`` (each wrapped in a
-    ``Monitor`` so that episode returns reach the logger and the progress bar).
+    The one place the training environment is built: :func:`histgym.sb3.make_vec_env`, an SB3
+    ``VecEnv`` over one native :class:`~histgym.envs.HistFactoryVectorEnv` (every row stepped
+    in one compiled call, Monitor-style ``"episode"`` infos for the logger and the progress
+    bar). It returns exactly what SB3's ``make_vec_env`` over single environments returns
+    (tests/envs/test_sb3.py), which stays the fallback for an environment option the vector
+    environment refuses.
     """
     from stable_baselines3.common.env_util import make_vec_env
 
-    return make_vec_env(_env_factory(workspace, channel, sample, env_kwargs),
-                        n_envs=int(n_envs), seed=int(seed))
+    from .errors import HistgymError
+    from .sb3 import make_vec_env as native_vec_env
+
+    try:
+        return native_vec_env(workspace, n_envs=int(n_envs), seed=int(seed),
+                              env_kwargs=dict(env_kwargs, channel=channel, sample=sample))
+    except (HistgymError, TypeError):  # pragma: no cover - every current option is covered
+        return make_vec_env(_env_factory(workspace, channel, sample, env_kwargs),
+                            n_envs=int(n_envs), seed=int(seed))
 
 
 @dataclass
