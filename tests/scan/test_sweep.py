@@ -36,5 +36,5 @@ def test_tiny_sweep_writes_run_folders_and_a_table(tmp_path, capsys):
         for seed in (0, 1):
             run = tmp_path / "runs" / "histgym_sweep"
             found = list(run.glob(f"*/seed_{seed}/summary.json"))
-            assert found and (found[0].parent / "agent.zip").exists()
+            assert found and (found[0].parent / "model.zip").exists()
     assert "ppo_return" in capsys.readouterr().out

@@ -1,8 +1,9 @@
 """Scan layer: training sweeps over hyperparameters and seeds on Ray Tune, searched by Optuna.
 
 Each trial trains PPO with one hyperparameter set proposed by Optuna (``OptunaSearch``,
-TPE) for every seed, through :func:`histgym.train.train_ppo` (called in one place,
-:func:`_train_one`), writes its run folder (``summary.json`` per seed and the trained agents)
+TPE) for every seed, through :func:`histgym.train.train` (called in one place,
+:func:`_train_one`), writes its run folder (the run folder of ``histgym train`` per seed:
+``config.json``, ``model.zip``, ``metrics.json``, ...; plus ``summary.json``)
 and reports the mean PPO return, the greedy reference return and the random return.  The
 result is a table of trials sorted by mean return.  Needs ``pip install "histgym[ray,train]"``.
 
@@ -54,19 +55,26 @@ def _tune_space(space: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
 
 def _train_one(config: Mapping[str, Any], seed: int, run_dir: Path) -> dict[str, Any]:
     """The one call of the training function: train, save the agent, write the summary."""
-    from ..train import train_ppo
+    from ..train import train
 
     ppo = {k: config[k] for k in ("learning_rate", "n_steps", "batch_size", "gamma", "ent_coef") if k in config}
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = train_ppo(
+    result = train(
         config.get("workspace"),
         env_kwargs=config.get("env_kwargs"),
+        algo="ppo",
         total_timesteps=int(config["timesteps"]),
         n_envs=int(config.get("n_envs", 4)),
         seed=int(seed),
-        ppo_kwargs=ppo,
-        save=str(run_dir / "agent.zip"),
-    ).as_dict()
+        hyperparams=ppo,
+        out=run_dir,
+        progress=False,
+        references=("random", "greedy"),
+        figures=False,
+    )
+    rets = result.metrics["returns"]
+    summary = {"returns": {"ppo": rets["trained"], "greedy": rets["greedy"], "random": rets["random"]},
+               "run_dir": str(run_dir), "hyperparams": ppo, "seed": int(seed)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -116,7 +124,7 @@ def sweep(
         seeds: training seeds per trial (the reported return is their mean).
         timesteps: PPO steps per training run.
         space: search space, defaults to :data:`DEFAULT_SPACE`.
-        workspace, env_kwargs, n_envs: as :func:`histgym.train.train_ppo` (defaults: the
+        workspace, env_kwargs, n_envs: as :func:`histgym.train.train` (defaults: the
             built-in example's well-posed task).
         max_concurrent: trials running at once.
         storage: folder of the run folders (``<storage>/<name>/<trial>/seed_<k>/``),
