@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 import pyhf
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,6 +181,4 @@ def test_batched_fits_equal_single_fits(seed_model):
         r = histgym.fit(m, data[i])
         assert status[i] == r.status
         np.testing.assert_array_equal(x[i], r.bestfit)
-        # the cancellation-free Poisson term may compile to a 1-ulp different sum in the
-        # parallel driver (same point, same iterations)
-        assert fval[i] == pytest.approx(r.twice_nll, rel=1e-14)
+        assert fval[i] == r.twice_nll
