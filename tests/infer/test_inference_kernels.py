@@ -104,13 +104,16 @@ def _python_hypotest(m, mu, data, test_stat):  # type: ignore[no-untyped-def]
     """The former Python AsymptoticCalculator: (q, qa, converged, cls_obs, cls_exp)."""
     s = setup(m)
     free = free_min(s, data)
-    afit = fixed_poi_min(s, 1.0 if test_stat == "q0" else 0.0, data)
+    # the Asimov data's POI-fixed fit is that of t(mu_asimov), guarded as every other
+    _, afit, free = tmu_like(s, 1.0 if test_stat == "q0" else 0.0, data, free)
     asimov = m.expected_data(afit.x)
-    free_a = free_min(s, asimov)
+    # the free Asimov fit starts at the generating point (its exact minimum)
+    assert m.twice_nll(afit.x, asimov) <= m.twice_nll(s.init, asimov)
+    free_a = minimize(s, asimov, afit.x, s.fixed)
     if test_stat == "q0":
         mu = 0.0
     t, fx, fr = tmu_like(s, mu, data, free)
-    ta, fxa, fra = tmu_like(s, mu, asimov, free_a)
+    ta, fxa, fra = tmu_like(s, mu, asimov, free_a, gen=afit.x)
 
     def clip(v: float, hat: float) -> float:
         if test_stat == "q0":

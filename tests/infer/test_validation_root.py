@@ -66,9 +66,35 @@ def _run(setup: dict) -> infer.HypotestResult:
         modifier_settings={"normsys": {"interpcode": "code1"}},  # exactly pyhf test_validation.py
     )
     assert model0.parameter_names[0].split("[")[0] in setup["par_order"]
+    _run.model = model0  # type: ignore[attr-defined]
     return infer.hypotest(
         setup["mu"], model0, np.asarray(setup["data"], dtype=float), test_stat=setup["test_stat"]
     )
+
+
+def _assert_global_minima(setup: dict) -> None:
+    """The four fits of the hypotest equal the minima of a brute-force grid scan (polished)."""
+    from histgym._kernels.likelihood import twice_nll_batch
+
+    model = _run.model  # type: ignore[attr-defined]
+    data = np.asarray(setup["data"], dtype=float)
+    calc = infer.AsymptoticCalculator(model, data, test_stat=setup["test_stat"])
+    q, qa, ok = calc.test_statistics(setup["mu"])
+    assert ok
+    s = calc.setup
+    grid = np.stack(np.meshgrid(np.linspace(-5, 5, 401), np.linspace(0, 10, 401)), -1)
+    assert model.parameter_names == ["coupled_histosys", "mu"]
+    pars = np.ascontiguousarray(grid.reshape(-1, 2))
+    for d, f_free, name in ((data, calc._fs[0], "data"), (calc.asimov, calc._fs[1], "Asimov")):
+        out = np.empty(len(pars))
+        twice_nll_batch(pars, np.repeat(d[None], len(pars), 0), model.fbuf, model.ibuf, out)
+        best = histgym.fit(model, d, init=pars[np.argmin(out)]).twice_nll
+        assert f_free == pytest.approx(best, abs=1e-7), name
+        on_mu = pars[:, s.poi] == setup["mu"]
+        x0 = pars[on_mu][np.argmin(out[on_mu])]
+        best_fix = histgym.fixed_poi_fit(setup["mu"], model, d, init=x0).twice_nll
+        t = q if name == "data" else qa
+        assert f_free + t == pytest.approx(best_fix, abs=1e-7), name
 
 
 @pytest.mark.parametrize("sid", _setups())
@@ -80,13 +106,17 @@ def test_root_validation(sid: str | None) -> None:
     tol = setup["tolerance"]
     exp = setup["expected"]
     if sid == "2bin_2channel_coupledhistosys_mu1":
-        # Two minima (data README): ROOT and pyhf+scipy sit in a local minimum (twice_nll 31.375
-        # at mu=1, CLs 0.0797); histgym, like pyhf+minuit, finds the lower one (30.872, CLs 0.256).
-        # The ROOT value is therefore NOT reproduced; state the disagreement explicitly.
+        # Several minima (data README).  ROOT and pyhf+scipy sit in a local minimum of the
+        # POI-fixed fit (twice_nll 31.375 at mu=1, CLs 0.0797); pyhf+minuit finds the lower one
+        # (30.872) but stops in local minima of the free fit to the data (30.285 at mu_hat 0.61)
+        # and of the free Asimov fit (29.111), CLs 0.256.  histgym finds the global minimum of
+        # all four fits (brute-force scan below: 29.287 at mu_hat 0.50, 30.872, 28.864, 32.631),
+        # so it reproduces neither: CLs 0.1383.  State the disagreement explicitly.
         minuit = setup["pyhf_0.7.6"]["minuit_tol1e-6"]
-        assert abs(r.cls_obs - exp["obs"]) / exp["obs"] > 1.0
-        assert r.cls_obs == pytest.approx(minuit["cls_obs"], rel=1e-3)
-        assert list(r.cls_exp) == pytest.approx(minuit["cls_exp"], rel=1e-3)
+        assert abs(r.cls_obs - exp["obs"]) / exp["obs"] > 0.5
+        assert abs(r.cls_obs - minuit["cls_obs"]) / minuit["cls_obs"] > 0.3
+        assert r.cls_obs == pytest.approx(0.13830515, rel=1e-6)
+        _assert_global_minima(setup)
         return
     if sid in TIGHTER_MINIMUM:
         # pyhf's tolerances for these were tuned on pyhf+scipy (SLSQP), whose fits stop slightly

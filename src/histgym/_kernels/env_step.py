@@ -276,6 +276,22 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
                 xw[k] = pvec[PV_INIT, k]
             if s == 0:
                 s = 3
+    if which == 0 and poi >= 0 and s == 0:
+        # never above the other fit of the test statistic (its last optimum, feasible for the
+        # free fit): a lower point there means a local minimum; refit from it (issue 11)
+        xo = x[1]
+        fo = twice_nll(xo, data, fbuf, ibuf)
+        if fo < f - 1e-9 * (1.0 + abs(f)):
+            xt = xo.copy()
+            s3, f3, it3, _ = newton_fit(
+                xt, data, fbuf, ibuf, fixed2[0], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol,
+                xt, g, h,
+            )  # fmt: skip
+            it += it3
+            if s3 == 0 and np.isfinite(f3) and f3 < f:
+                for k in range(n):
+                    xw[k] = xt[k]
+                f = f3
     return s, f, it
 
 

@@ -16,16 +16,18 @@ import numpy as np
 
 from ._jit import jit
 from .layout import unpack
-from .likelihood import expected_main
+from .likelihood import expected_main, twice_nll
 from .newton import CONVERGED, fit_with_covariance, newton_fit
 
 #: ``twice_nll`` reported for a fit that is not finite anywhere (as the Python layer).
 FMAX = float(np.finfo(np.float64).max)
 
-#: Rows of the Asymptotic-calculator state arrays ``xs`` [3, n_pars], ``fs`` [3], ``sts`` [3].
+#: Rows of the Asymptotic-calculator fit state ``xs`` [4, n_pars], ``fs``, ``sts``, ``its``,
+#: ``edms`` [4] (see :func:`tmu_like_fits`).
 S_FREE = 0  # free fit to the data
 S_FREE_A = 1  # free fit to the Asimov data
 S_ASIMOV = 2  # POI-fixed fit that builds the Asimov data
+S_FIX = 3  # the POI-fixed fit of the last evaluation
 
 #: ``out`` of :func:`asymptotic_eval`: q (observed), q (Asimov), all fits converged (1/0).
 O_Q = 0
@@ -79,6 +81,134 @@ def minimize_into(start, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x
     return status, f, it, edm
 
 
+#: ``twice_nll`` differences below ``QTOL * (1 + |twice_nll|)`` are round-off (a test statistic
+#: q < 0 beyond it means the free fit is not at the global minimum).
+QTOL = 1e-9
+
+#: Steps of the POI continuation of the global safeguard (see :func:`safeguard_fixed`).
+N_CONTINUATION = 4
+
+
+@jit
+def _start_value(src, poi, mu, fixed, lower, upper, out, data, fbuf, ibuf):
+    """``out`` = ``src`` with the POI at ``mu`` (``poi < 0``: unchanged) and the free
+    parameters clipped into their bounds, as :func:`newton_fit` starts; returns its twice_nll
+    (+inf where not finite)."""
+    n = src.shape[0]
+    for i in range(n):
+        v = src[i]
+        if not fixed[i]:
+            v = min(max(v, lower[i]), upper[i])
+        out[i] = v
+    if poi >= 0:
+        out[poi] = mu
+    if not np.all(np.isfinite(out)):
+        return np.inf
+    f = twice_nll(out, data, fbuf, ibuf)
+    return f if np.isfinite(f) else np.inf
+
+
+@jit
+def _better(f_new, st_new, f_old, st_old):
+    """Whether a fit result (f_new, st_new) replaces (f_old, st_old): lower beyond round-off,
+    or equal within round-off and converged where the old one was not."""
+    if not np.isfinite(f_new) or f_new >= FMAX:
+        return False
+    if not np.isfinite(f_old) or f_old >= FMAX:
+        return True
+    eps = QTOL * (1.0 + abs(f_old))
+    if f_new < f_old - eps:
+        return True
+    return abs(f_new - f_old) <= eps and st_new == CONVERGED and st_old != CONVERGED
+
+
+@jit
+def minimize_best(
+    starts, k, poi, mu, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g, h, x2, x0
+):  # fmt: skip
+    """One fit (:func:`minimize_into`) from ``starts[0]``, never worse than ``starts[1:k]``.
+
+    Candidate ``j`` is ``starts[j]`` with the POI set to ``mu`` (when ``poi >= 0``) and free
+    parameters clipped into the bounds.  The fit starts at candidate 0 (the primary start:
+    pyhf's, or the generating point of Asimov data); each other candidate whose twice_nll is
+    below the result (the fit stopped above a point it could have started from: a local
+    minimum) is fitted too, and the lowest result is kept (:func:`_better`).  Newton only
+    descends, so the result is never worse than any candidate; when no other candidate is
+    lower, the cost is one twice_nll per candidate.  ``x0`` [n_pars] is scratch.
+
+    Returns:
+        (status, twice_nll, iterations, edm, number of fits run).
+    """
+    n = x.shape[0]
+    _start_value(starts[0], poi, mu, fixed, lower, upper, x0, data, fbuf, ibuf)
+    status, f, it, edm = minimize_into(
+        x0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g, h, x2
+    )
+    n_fits = 1
+    xt = np.empty(0)
+    for j in range(1, k):
+        v = _start_value(starts[j], poi, mu, fixed, lower, upper, x0, data, fbuf, ibuf)
+        if v < f - QTOL * (1.0 + abs(f)):
+            if xt.shape[0] == 0:
+                xt = np.empty(n)
+            s2, f2, it2, edm2 = minimize_into(
+                x0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xt, g, h, x2
+            )
+            n_fits += 1
+            if _better(f2, s2, f, status):
+                for i in range(n):
+                    x[i] = xt[i]
+                status, f, it, edm = s2, f2, it2, edm2
+    return status, f, it, edm, n_fits
+
+
+@jit
+def safeguard_fixed(
+    starts, k, poi, mu, mu_from, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
+    x, f, st, it, edm, g, h, x2, x0, xt,
+):  # fmt: skip
+    """Global safeguard of a POI-fixed fit: refit from every candidate start and along a POI
+    continuation; keep the best.
+
+    ``x`` [n_pars], with value ``f``, status ``st``, ``it`` iterations and ``edm``, is the fit so
+    far (updated in place).
+    Each of the ``k`` candidate starts (POI set to ``mu``) is fitted; then, from ``starts[0]``
+    with the POI at ``mu_from`` (the free fit's POI), the POI is moved to ``mu`` in
+    :data:`N_CONTINUATION` steps, each fit started at the previous optimum.  A result replaces
+    the current one when :func:`_better`.  Deterministic; costs ``k + N_CONTINUATION`` fits.
+
+    Returns:
+        (twice_nll, status, iterations, edm) of the kept fit.
+    """
+    n = x.shape[0]
+    for j in range(k):
+        _start_value(starts[j], poi, mu, fixed, lower, upper, x0, data, fbuf, ibuf)
+        s2, f2, it2, edm2 = minimize_into(
+            x0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xt, g, h, x2
+        )
+        if _better(f2, s2, f, st):
+            for i in range(n):
+                x[i] = xt[i]
+            f, st, it, edm = f2, s2, it2, edm2
+    if np.isfinite(mu_from) and mu_from != mu:
+        s2, f2, it2, edm2 = st, f, it, edm
+        for i in range(n):
+            x0[i] = starts[0, i]
+        for step in range(1, N_CONTINUATION + 1):
+            m = mu_from + (mu - mu_from) * step / N_CONTINUATION
+            _start_value(x0, poi, m, fixed, lower, upper, x0, data, fbuf, ibuf)
+            s2, f2, it2, edm2 = minimize_into(
+                x0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xt, g, h, x2
+            )
+            for i in range(n):
+                x0[i] = xt[i]
+        if _better(f2, s2, f, st):
+            for i in range(n):
+                x[i] = xt[i]
+            f, st, it, edm = f2, s2, it2, edm2
+    return f, st, it, edm
+
+
 @jit
 def expected_data_into(pars, fbuf, ibuf, out):
     """Expected main bins followed by auxdata expectations at ``pars`` into ``out`` [n_data]
@@ -96,34 +226,112 @@ def expected_data_into(pars, fbuf, ibuf, out):
 
 
 @jit
-def _tmu_like(
-    mu, init, fixed, fixed_poi, lower, upper, poi, data, fbuf, ibuf, max_iter, tol,
-    xs, fs, sts, row, xfix, xa, g, h, x2,
-):  # fmt: skip
-    """t_mu against the free fit stored in row ``row`` of (xs, fs, sts), as ``tmu_like``.
+def _candidates(starts, a, b, c, has_c):
+    """Rows 0, 1 (and 2 when ``has_c``) of ``starts`` = a, b (, c); returns their number."""
+    n = a.shape[0]
+    for i in range(n):
+        starts[0, i] = a[i]
+        starts[1, i] = b[i]
+    if not has_c:
+        return 2
+    for i in range(n):
+        starts[2, i] = c[i]
+    return 3
 
-    The POI-fixed fit starts at ``init`` with the POI at ``mu``; when the stored free fit is
-    above it, the free fit is redone from the POI-fixed optimum and replaces the stored one
-    if lower.  Returns (t_mu, status of the POI-fixed fit).
+
+@jit
+def _store(xs, fs, sts, its, edms, row, x, f, st, it, edm):
+    for i in range(x.shape[0]):
+        xs[row, i] = x[i]
+    fs[row] = f
+    sts[row] = st
+    its[row] = it
+    edms[row] = edm
+
+
+@jit
+def safeguard_free(
+    starts, k, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts, its, edms,
+    row, g, h, x2, xt,
+):  # fmt: skip
+    """Global safeguard of a free fit: refit from each of the ``k`` candidate starts and keep
+    the best in row ``row`` of the fit state (see :func:`_better`)."""
+    for j in range(k):
+        s2, f2, it2, edm2 = minimize_into(
+            starts[j], data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xt, g, h, x2
+        )
+        if _better(f2, s2, fs[row], sts[row]):
+            _store(xs, fs, sts, its, edms, row, xt, f2, s2, it2, edm2)
+
+
+@jit
+def tmu_like_fits(
+    mu, init, fixed, lower, upper, poi, data, gen, has_gen, fbuf, ibuf, max_iter, tol,
+    xs, fs, sts, its, edms, row, frow,
+):  # fmt: skip
+    """t_mu = twice_nll(POI-fixed fit at ``mu``) - twice_nll(free fit), both guarded against
+    local minima.
+
+    Fit state: rows of ``xs`` [rows, n_pars] (optimum), ``fs`` (twice_nll), ``sts`` (status),
+    ``its`` (iterations), ``edms``.  Row ``row`` holds the free fit to ``data`` (input, improved
+    in place); the POI-fixed fit is written to row ``frow``.
+
+    1. The POI-fixed fit starts at ``init`` (pyhf's start) with the POI at ``mu``; it is never
+       worse than the free fit nor, when ``has_gen``, ``gen`` (the parameters that generated
+       Asimov ``data``), each with the POI at ``mu`` (:func:`minimize_best`).
+    2. When the free fit is above the POI-fixed one (t < 0) it is refitted from the POI-fixed
+       optimum and replaced if lower.
+    3. Global safeguard, only when t < 0 beyond round-off (:data:`QTOL`) or a fit did not
+       converge: the POI-fixed fit is redone from every candidate and along a POI continuation
+       from the free fit (:func:`safeguard_fixed`), the free fit from ``init``, the POI-fixed
+       optimum (and ``gen``) (:func:`safeguard_free`); the best of each is kept.
+
+    Returns:
+        t_mu clipped below at 0.
     """
     n = init.shape[0]
-    start = init.copy()
-    start[poi] = mu
-    st_fix, f_fix, _, _ = minimize_into(
-        start, data, fbuf, ibuf, fixed_poi, lower, upper, max_iter, tol, xfix, g, h, x2
-    )
-    if fs[row] > f_fix:
-        st_a, f_a, _, _ = minimize_into(
-            xfix, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xa, g, h, x2
+    fixed_poi = fixed.copy()
+    fixed_poi[poi] = True
+    g = np.empty(n)
+    h = np.empty((n, n))
+    x2 = np.empty(n)
+    x0 = np.empty(n)
+    xt = np.empty(n)
+    starts = np.empty((3, n))
+    # pyhf's start first (measured on random multi-minimum models, the generating point is a
+    # worse primary start for POI-fixed Asimov fits than pyhf's; it is a candidate)
+    k = _candidates(starts, init, xs[row], gen, has_gen)
+    st, f, it, edm, _ = minimize_best(
+        starts, k, poi, mu, data, fbuf, ibuf, fixed_poi, lower, upper, max_iter, tol, xt, g, h,
+        x2, x0,
+    )  # fmt: skip
+    _store(xs, fs, sts, its, edms, frow, xt, f, st, it, edm)
+    trigger = st != CONVERGED or sts[row] != CONVERGED
+    if fs[row] > f:
+        if fs[row] - f > QTOL * (1.0 + abs(f)):
+            trigger = True
+        st_a, f_a, it_a, edm_a = minimize_into(
+            xs[frow], data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xt, g, h, x2
         )
         if f_a < fs[row]:
-            for i in range(n):
-                xs[row, i] = xa[i]
-            fs[row] = f_a
-            sts[row] = st_a
-    d = f_fix - fs[row]
-    t = 0.0 if 0.0 > d else d
-    return t, st_fix
+            _store(xs, fs, sts, its, edms, row, xt, f_a, st_a, it_a, edm_a)
+    if trigger:
+        k = _candidates(starts, xs[row], init, gen, has_gen)  # the free fit first: continuation
+        f, st, it, edm = safeguard_fixed(
+            starts, k, poi, mu, xs[row, poi], data, fbuf, ibuf, fixed_poi, lower, upper,
+            max_iter, tol, xs[frow], fs[frow], sts[frow], its[frow], edms[frow], g, h, x2, x0, xt,
+        )  # fmt: skip
+        fs[frow] = f
+        sts[frow] = st
+        its[frow] = it
+        edms[frow] = edm
+        k = _candidates(starts, init, xs[frow], gen, has_gen)
+        safeguard_free(
+            starts, k, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts, its,
+            edms, row, g, h, x2, xt,
+        )  # fmt: skip
+    d = fs[frow] - fs[row]
+    return 0.0 if 0.0 > d else d
 
 
 @jit
@@ -137,73 +345,83 @@ def _clip(t, poi_hat, mu, is_q0):
 @jit
 def asymptotic_eval(
     mu, mu_asimov, is_q0, mode, init, fixed, lower, upper, poi, data, fbuf, ibuf,
-    max_iter, tol, asimov, xs, fs, sts, out,
+    max_iter, tol, asimov, xs, fs, sts, its, edms, out,
 ):  # fmt: skip
     """The fits of ``AsymptoticCalculator.test_statistics`` (and of its preparation).
 
-    State (updated in place): ``sts[S_ASIMOV] < 0`` means "not prepared yet": then the free
-    fit to ``data``, the POI-fixed fit at ``mu_asimov`` that builds the Asimov data (written
-    to ``asimov``) and the free fit to the Asimov data are run first and stored in rows
-    ``S_FREE``, ``S_ASIMOV``, ``S_FREE_A`` of ``xs`` [3, n_pars], ``fs`` [3], ``sts`` [3].
+    State (updated in place; rows ``S_*`` of ``xs`` [4, n_pars], ``fs``, ``sts``, ``its``,
+    ``edms`` [4], see :func:`tmu_like_fits`): ``sts[S_ASIMOV] < 0`` means "not prepared yet":
+    then the free fit to ``data`` (from ``init``, as pyhf), the POI-fixed fit at ``mu_asimov``
+    that builds the Asimov data (written to ``asimov``; guarded as the POI-fixed fit of
+    ``t(mu_asimov)``, so it can also improve the free fit) and the free fit to the Asimov data
+    are run first.  The free Asimov fit starts at the generating point, its exact minimum
+    (every Poisson and constraint term is minimal there), unless ``init`` is lower.
     Then, by ``mode``: ``M_PREPARE`` nothing more; ``M_ASIMOV`` the test statistic at ``mu`` on
-    the Asimov data; ``M_BOTH`` on the Asimov data and on ``data``.  Free fits improved by a
-    restart (see :func:`_tmu_like`) replace the stored ones.
+    the Asimov data; ``M_BOTH`` on the Asimov data and on ``data``; the POI-fixed fits go to
+    row ``S_FIX``.  Free fits improved by a restart replace the stored ones.
 
     Writes ``out[O_Q]`` (observed q, 0 unless ``M_BOTH``), ``out[O_QA]`` (Asimov q, 0 for
     ``M_PREPARE``) and ``out[O_OK]`` (1.0 when every fit of the evaluation and the Asimov fit
     converged).
     """
     n = init.shape[0]
-    g = np.empty(n)
-    h = np.empty((n, n))
-    x2 = np.empty(n)
     if sts[S_ASIMOV] < 0:
-        st, f, _, _ = minimize_into(
+        g = np.empty(n)
+        h = np.empty((n, n))
+        x2 = np.empty(n)
+        x0 = np.empty(n)
+        st, f, it, edm = minimize_into(
             init, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs[S_FREE], g, h, x2
         )
         fs[S_FREE] = f
         sts[S_FREE] = st
-        fixed_poi = fixed.copy()
-        fixed_poi[poi] = True
-        start = init.copy()
-        start[poi] = mu_asimov
-        st, f, _, _ = minimize_into(
-            start, data, fbuf, ibuf, fixed_poi, lower, upper, max_iter, tol, xs[S_ASIMOV],
-            g, h, x2,
+        its[S_FREE] = it
+        edms[S_FREE] = edm
+        tmu_like_fits(
+            mu_asimov, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter,
+            tol, xs, fs, sts, its, edms, S_FREE, S_ASIMOV,
         )  # fmt: skip
-        fs[S_ASIMOV] = f
-        sts[S_ASIMOV] = st
+        # a deterministic second start of the free fit to the data, once per calculator: the
+        # POI-fixed optimum at mu_asimov with the POI released (on the other side of the
+        # POI range from pyhf's init, it reaches minima that a start at init misses)
+        starts = np.empty((1, n))
+        for i in range(n):
+            starts[0, i] = xs[S_ASIMOV, i]
+        safeguard_free(
+            starts, 1, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts, its,
+            edms, S_FREE, g, h, x2, x0,
+        )  # fmt: skip
         expected_data_into(xs[S_ASIMOV], fbuf, ibuf, asimov)
-        st, f, _, _ = minimize_into(
-            init, asimov, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs[S_FREE_A],
-            g, h, x2,
+        starts = np.empty((2, n))
+        _candidates(starts, xs[S_ASIMOV], init, init, False)
+        st, f, it, edm, _ = minimize_best(
+            starts, 2, -1, 0.0, asimov, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
+            xs[S_FREE_A], g, h, x2, x0,
         )  # fmt: skip
         fs[S_FREE_A] = f
         sts[S_FREE_A] = st
+        its[S_FREE_A] = it
+        edms[S_FREE_A] = edm
     if mode == M_PREPARE:
         out[O_Q] = 0.0
         out[O_QA] = 0.0
         out[O_OK] = 1.0 if sts[S_ASIMOV] == CONVERGED else 0.0
         return
-    fixed_poi = fixed.copy()
-    fixed_poi[poi] = True
-    xfix = np.empty(n)
-    xa = np.empty(n)
     ok = sts[S_ASIMOV] == CONVERGED
     q = 0.0
     if mode == M_BOTH:
-        t, st_fix = _tmu_like(
-            mu, init, fixed, fixed_poi, lower, upper, poi, data, fbuf, ibuf, max_iter, tol,
-            xs, fs, sts, S_FREE, xfix, xa, g, h, x2,
+        t = tmu_like_fits(
+            mu, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter, tol,
+            xs, fs, sts, its, edms, S_FREE, S_FIX,
         )  # fmt: skip
         q = _clip(t, xs[S_FREE, poi], mu, is_q0)
-        ok = ok and st_fix == CONVERGED and sts[S_FREE] == CONVERGED
-    ta, st_fix_a = _tmu_like(
-        mu, init, fixed, fixed_poi, lower, upper, poi, asimov, fbuf, ibuf, max_iter, tol,
-        xs, fs, sts, S_FREE_A, xfix, xa, g, h, x2,
+        ok = ok and sts[S_FIX] == CONVERGED and sts[S_FREE] == CONVERGED
+    ta = tmu_like_fits(
+        mu, init, fixed, lower, upper, poi, asimov, xs[S_ASIMOV], True, fbuf, ibuf, max_iter,
+        tol, xs, fs, sts, its, edms, S_FREE_A, S_FIX,
     )  # fmt: skip
     qa = _clip(ta, xs[S_FREE_A, poi], mu, is_q0)
-    ok = ok and st_fix_a == CONVERGED and sts[S_FREE_A] == CONVERGED
+    ok = ok and sts[S_FIX] == CONVERGED and sts[S_FREE_A] == CONVERGED
     out[O_Q] = q
     out[O_QA] = qa
     out[O_OK] = 1.0 if ok else 0.0

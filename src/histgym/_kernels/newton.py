@@ -7,6 +7,9 @@ Armijo backtracking line search.  Convergence is declared when the estimated dis
 the minimum ``edm = g^T H^-1 g / 2`` (in units of -ln L, as Minuit's EDM) falls below ``tol``.
 
 The fitter never raises: it returns a status code.
+
+numba caches this module's kernels keyed on this file only: they inline the likelihood
+kernels, so after a change of ``likelihood.py`` edit this file too (or clear the cache).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from ..checks import check_poi_value
 from ..fit import FixedLike, check_background_only_model
 from ..model import FloatArray, Model
 from .results import HypotestResult, SignificanceResult
-from .teststats import MAX_ITER, TOL, FitSetup, fixed_poi_min, setup
+from .teststats import MAX_ITER, TOL, FitSetup, setup
 
 __all__ = ["asimov_data", "hypotest", "significance", "AsymptoticCalculator", "TEST_STATS"]
 
@@ -45,7 +45,10 @@ def asimov_data(
     """Asimov data as pyhf's ``generate_asimov_data``.
 
     Nuisance parameters are fitted to ``data`` with the POI fixed at ``poi_value``; the
-    result is the expected data (main bins and auxdata) at that fit.
+    result is the expected data (main bins and auxdata) at that fit.  As in
+    :class:`AsymptoticCalculator`, the fit starts at the lower of pyhf's start (``init``) and
+    the free fit (with the POI at ``poi_value``) and is guarded against local minima
+    (:func:`histgym._kernels.inference.tmu_like_fits`), so it is never worse than pyhf's.
 
     Args:
         model: the model.
@@ -64,10 +67,9 @@ def asimov_data(
         (9,)
     """
     poi_value = check_poi_value(poi_value)
-    s = setup(model, init, bounds, fixed)
-    d = model.check_data(data)
-    m = fixed_poi_min(s, poi_value, d)
-    return model.expected_data(m.x)
+    calc = AsymptoticCalculator(model, data, init=init, bounds=bounds, fixed=fixed)
+    calc._mu_asimov = float(poi_value)
+    return calc.asimov.copy()
 
 
 def _clip(q: float, poi_hat: float, mu: float, test_stat: str) -> float:
@@ -148,10 +150,14 @@ class AsymptoticCalculator:
         self.data = model.check_data(data)
         self.n_evaluations = 0
         n = model.n_params
-        # fit state of the kernel: rows S_FREE, S_FREE_A, S_ASIMOV (status -1: not prepared)
-        self._xs = np.empty((3, n))
-        self._fs = np.empty(3)
-        self._sts = np.full(3, -1, dtype=np.int64)
+        # fit state of the kernel: rows S_FREE, S_FREE_A, S_ASIMOV, S_FIX (status -1: not
+        # prepared)
+        self._xs = np.empty((4, n))
+        self._fs = np.empty(4)
+        self._sts = np.full(4, -1, dtype=np.int64)
+        self._its = np.zeros(4, dtype=np.int64)
+        self._edms = np.zeros(4)
+        self._mu_asimov = 1.0 if test_stat == "q0" else 0.0
         self._asimov = np.empty(model.n_data)
         self._out = np.empty(3)
 
@@ -162,9 +168,9 @@ class AsymptoticCalculator:
         is_q0 = self.test_stat == "q0"
         out = self._out
         asymptotic_eval(
-            mu, 1.0 if is_q0 else 0.0, is_q0, mode, s.init, s.fixed, s.lower, s.upper, s.poi,
+            mu, self._mu_asimov, is_q0, mode, s.init, s.fixed, s.lower, s.upper, s.poi,
             self.data, m.fbuf, m.ibuf, MAX_ITER, TOL, self._asimov, self._xs, self._fs,
-            self._sts, out,
+            self._sts, self._its, self._edms, out,
         )  # fmt: skip
         return float(out[O_Q]), float(out[O_QA]), bool(out[O_OK] != 0.0)
 

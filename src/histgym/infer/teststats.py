@@ -13,9 +13,14 @@ POI's lower bound at 0 (``tilde``); ``qmu``/``tmu`` are meant for a POI allowed 
 As in pyhf, every fit starts at ``init`` (pyhf's suggested init by default) and uses the same
 bounds and fixed flags; the POI-fixed fit sets the POI to ``mu``.
 
-Fits never produce NaN: a free fit that ends above the POI-fixed one is restarted from the
-POI-fixed optimum (the free fit can only be lower), and a non-converged fit is retried once
-from where it stopped; ``converged`` records whether both fits converged in the end.
+Local minima: the free fit starts at ``init`` (as pyhf); the POI-fixed fit starts at the lower
+of ``init`` and the free fit's optimum (POI set to ``mu``), so it is never worse than either.
+A free fit that ends above the POI-fixed one is restarted from the POI-fixed optimum (the free
+fit can only be lower); when that happens beyond round-off, or a fit does not converge, a
+global safeguard refits both from every candidate start and along a POI continuation and keeps
+the best (:func:`histgym._kernels.inference.tmu_like_fits`).  A non-converged fit is retried
+once from where it stopped.  ``converged`` means: a local minimum (EDM below tolerance) that is
+also the lowest point of every start tried.  Fits never produce NaN.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._kernels.inference import minimize_into
+from .._kernels.inference import minimize_into, tmu_like_fits
+from .._kernels.likelihood import twice_nll_hess
 from .._kernels.newton import CONVERGED, STATUS_MESSAGES, covariance_summary
 from ..errors import InvalidParameters
 from ..checks import check_poi_value
@@ -109,8 +115,10 @@ class _Min:
     status: int
     n_iter: int
     edm: float
-    hess: FloatArray
+    hess: FloatArray | None  # None: computed at ``x`` when needed
     fixed: npt.NDArray[np.bool_]
+
+    _data: FloatArray | None = None  # the data, to compute ``hess`` when it is None
 
     @property
     def converged(self) -> bool:
@@ -119,6 +127,10 @@ class _Min:
     def to_fit_result(self, model: Model) -> FitResult:
         n = self.x.size
         h = self.hess
+        if h is None:
+            h = np.zeros((n, n))
+            if self.twice_nll < np.finfo(np.float64).max:
+                twice_nll_hess(self.x, self._data, model.fbuf, model.ibuf, np.empty(n), h)
         cov = covariance_from_hessian(h, self.fixed) if np.all(np.isfinite(h)) else np.zeros((n, n))
         unc = np.empty(n)
         corr = np.empty((n, n))
@@ -175,18 +187,37 @@ def free_min(s: FitSetup, data: FloatArray) -> _Min:
 
 
 def tmu_like(
-    s: FitSetup, mu: float, data: FloatArray, free: _Min | None = None
-) -> tuple[float, _Min, _Min]:
-    """(t_mu, POI-fixed fit, free fit); ``free`` may be passed in when already known."""
-    fixed = fixed_poi_min(s, mu, data)
+    s: FitSetup, mu: float, data: FloatArray, free: _Min | None = None,
+    gen: FloatArray | None = None,
+) -> tuple[float, _Min, _Min]:  # fmt: skip
+    """(t_mu, POI-fixed fit, free fit); ``free`` may be passed in when already known.
+
+    ``gen`` [n_params]: the parameters that generated ``data`` (Asimov data), an extra
+    candidate start of the fits.
+
+    The fits are guarded against local minima as the compiled inference path
+    (:func:`histgym._kernels.inference.tmu_like_fits`; the same code, the same numbers).
+    """
     if free is None:
         free = free_min(s, data)
-    if free.twice_nll > fixed.twice_nll:
-        # the free fit must be at least as good as the constrained one: restart from it
-        again = minimize(s, data, fixed.x, s.fixed)
-        if again.twice_nll < free.twice_nll:
-            free = again
-    t = max(fixed.twice_nll - free.twice_nll, 0.0)
+    n = s.model.n_params
+    xs = np.empty((2, n))
+    xs[0] = free.x
+    fs = np.array([free.twice_nll, 0.0])
+    sts = np.array([free.status, 0], dtype=np.int64)
+    its = np.array([free.n_iter, 0], dtype=np.int64)
+    edms = np.array([free.edm, 0.0])
+    t = tmu_like_fits(
+        float(mu), s.init, s.fixed, s.lower, s.upper, s.poi, data,
+        s.init if gen is None else np.ascontiguousarray(gen, dtype=np.float64), gen is not None,
+        s.model.fbuf, s.model.ibuf, MAX_ITER, TOL, xs, fs, sts, its, edms, 0, 1,
+    )  # fmt: skip
+    mask = _fixed_mask(s)
+    if not np.array_equal(xs[0], free.x) or fs[0] != free.twice_nll:
+        free = _Min(xs[0].copy(), float(fs[0]), int(sts[0]), int(its[0]), float(edms[0]), None,
+                    s.fixed, data)  # fmt: skip
+    fixed = _Min(xs[1].copy(), float(fs[1]), int(sts[1]), int(its[1]), float(edms[1]), None,
+                 mask, data)  # fmt: skip
     return float(t), fixed, free
 
 

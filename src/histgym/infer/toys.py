@@ -21,7 +21,7 @@ from ..fit import FixedLike
 from ..model import FloatArray, Model
 from .asymptotics import TEST_STATS
 from .results import HypotestResult
-from .teststats import FitSetup, batch_tmu_like, fixed_poi_min, setup, tmu_like
+from .teststats import FitSetup, batch_tmu_like, setup, tmu_like
 
 __all__ = ["sample_data", "toy_teststats", "toy_hypotest", "NORMAL_PERCENTILES"]
 
@@ -134,8 +134,9 @@ def toy_hypotest(
     q_obs = float(_clip_q(np.array([t_obs]), np.array([fr.x[s.poi]]), mu, test_stat)[0])
     ok = fx.converged and fr.converged
     # hypotheses
-    sig_fit = fixed_poi_min(s, mu, d)
-    bkg_fit = fixed_poi_min(s, 1.0 if test_stat == "q0" else 0.0, d)
+    # the toys' generating fits, guarded against local minima as the test statistic's
+    sig_fit = fx
+    _, bkg_fit, _ = tmu_like(s, 1.0 if test_stat == "q0" else 0.0, d, fr)
     n = int(ntoys)
     toys = np.concatenate(
         [sample_data(model, sig_fit.x, n, rng), sample_data(model, bkg_fit.x, n, rng)]
