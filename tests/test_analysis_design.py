@@ -87,7 +87,7 @@ def test_cli_design_writes_best_analysis(tmp_path, capsys):
 
     m = histgym.from_pyhf(ws)
     assert np.sqrt(infer.q0(m)) == pytest.approx(best["value"], rel=1e-6)
-    assert main(["design", str(tmp_path / "missing.yaml")]) == 1  # a named error, exit 1
+    assert main(["design", str(tmp_path / "missing.yaml")]) == 2  # a named input error, exit 2
 
 
 def test_ppo_smoke():

@@ -143,10 +143,13 @@ def _build_model(
     # paths in the messages) before compiling: the kernels rely on them for their bounds
     try:
         _check_numbers({"channels": modelspec["channels"], "observations": spec["observations"]})
-    except WorkspaceError:
+    except (WorkspaceError, KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         if not patch_objs:
             _validate(spec)  # a schema violation is reported as pyhf reports it, first
-        raise
+        if isinstance(err, WorkspaceError):
+            raise
+        msg = f"invalid workspace ({type(err).__name__}: {err})"
+        raise WorkspaceError(msg) from err
     names = Names()
     if patch_objs:
         channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: None)

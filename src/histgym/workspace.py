@@ -112,7 +112,7 @@ def read_json(source: Any, what: str = "workspace") -> Any:
             exists = False
         if not exists:
             msg = (
-                f"the {what} {str(source)[:80]!r} is neither JSON text (it does not start "
+                f"the {what} {str(source)[:500]!r} is neither JSON text (it does not start "
                 "with '{' or '[') nor the path of an existing file"
             )
             raise WorkspaceError(msg)
@@ -204,10 +204,10 @@ def _check_numbers(spec: Mapping[str, Any]) -> None:
     channels: bin counts, names, numbers); used by the fast build path and by patch sets.
     """
     observations = spec.get("observations")
+    observed_by = {o["name"]: o["data"] for o in observations} if observations else None
+    spec_checks.check_model_spec(spec, observed_by)  # the channels' own consistency first
     if observations:
         spec_checks.check_observations(spec)
-    observed_by = {o["name"]: o["data"] for o in observations} if observations else None
-    spec_checks.check_model_spec(spec, observed_by)
 
 
 def _check_measurement(modelspec: Mapping[str, Any], names: Sequence[str], meas: Any) -> str:

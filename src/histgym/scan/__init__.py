@@ -12,7 +12,7 @@ interrupted scan resumes where it stopped (:mod:`histgym.scan.store`).
 Example:
     >>> from histgym.scan import scan
     >>> rows = scan("BkgOnly.json", "patchset.json", out="results.json")   # doctest: +SKIP
-    >>> rows[0]["patch"], rows[0]["values"], rows[0]["cls_obs"], rows[0]["limit_exp"][2]
+    >>> rows[0]["patch"], rows[0]["values"], rows[0]["cls_obs"], rows[0]["limit_exp"][2]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ result is a table of trials sorted by mean return.  Needs ``pip install "histgym
 
 Example:
     >>> from histgym.scan.sweep import sweep, format_table     # doctest: +SKIP
-    >>> rows = sweep(num_samples=8, seeds=(0, 1), timesteps=20_000)
-    >>> print(format_table(rows))
+    >>> rows = sweep(num_samples=8, seeds=(0, 1), timesteps=20_000)  # doctest: +SKIP
+    >>> print(format_table(rows))  # doctest: +SKIP
 """
 
 from __future__ import annotations
