@@ -12,20 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from ._kernels.interp import CODE4_AINV as _CODE4_AINV
 from ._kernels.interp import HISTOSYS_CODES, NORMSYS_CODES
 from ._kernels.layout import pack
-
-# Code4 polynomial: coefficients = A^-1 b (pyhf.interpolators.code4, alpha0 = 1).
-_CODE4_AINV = np.array(
-    [
-        [15.0 / 16, -15.0 / 16, -7.0 / 16, -7.0 / 16, 1.0 / 16, -1.0 / 16],
-        [3.0 / 2, 3.0 / 2, -9.0 / 16, 9.0 / 16, 1.0 / 16, 1.0 / 16],
-        [-5.0 / 8, 5.0 / 8, 5.0 / 8, 5.0 / 8, -1.0 / 8, 1.0 / 8],
-        [3.0 / -2, 3.0 / -2, -7.0 / -8, 7.0 / -8, -1.0 / 8, -1.0 / 8],
-        [3.0 / 16, -3.0 / 16, -3.0 / 16, -3.0 / 16, 1.0 / 16, -1.0 / 16],
-        [1.0 / 2, 1.0 / 2, -5.0 / 16, 5.0 / 16, 1.0 / 16, 1.0 / 16],
-    ]
-)
 
 
 def code4_coefficients(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -368,7 +357,6 @@ def check_packed(fbuf: np.ndarray, ibuf: np.ndarray) -> None:
     n_bins, n_pars, n_aux, ns_code, hs_code, max_fac = (int(v) for v in ibuf[:N_SCALARS])
     if min(n_bins, n_pars, n_aux, max_fac) < 0:
         raise bad("negative size in the header")
-    from ._kernels.interp import HISTOSYS_CODES, NORMSYS_CODES
 
     if ns_code not in NORMSYS_CODES.values() or hs_code not in HISTOSYS_CODES.values():
         raise bad("unknown interpolation code")

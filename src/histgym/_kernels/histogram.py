@@ -44,6 +44,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
+from .interp import CODE4_AINV  # noqa: F401  (re-exported: envs.analysis passes HK.CODE4_AINV)
 from .env_step import CI_DELTA, O_REWARD, O_VALUE, PV_ASIMOV, PV_INIT, _evaluate
 from .layout import unpack
 from .likelihood import expected_main
@@ -56,17 +57,6 @@ AF_CUT_SCALE, AF_EDGE_SCALE, AF_MIN_EVENTS, AF_MAX_REL = range(4)
 V_OK, V_MIN_EVENTS, V_REL_STAT, V_NEGATIVE, V_NORM = 0, 1, 2, 3, 4
 N_ST_I = 4  # [validity code, offending bin, toggled events, processed]
 
-# code4 polynomial: coefficients = A^-1 b (pyhf.interpolators.code4, alpha0 = 1)
-CODE4_AINV = np.array(
-    [
-        [15.0 / 16, -15.0 / 16, -7.0 / 16, -7.0 / 16, 1.0 / 16, -1.0 / 16],
-        [3.0 / 2, 3.0 / 2, -9.0 / 16, 9.0 / 16, 1.0 / 16, 1.0 / 16],
-        [-5.0 / 8, 5.0 / 8, 5.0 / 8, 5.0 / 8, -1.0 / 8, 1.0 / 8],
-        [3.0 / -2, 3.0 / -2, -7.0 / -8, 7.0 / -8, -1.0 / 8, -1.0 / 8],
-        [3.0 / 16, -3.0 / 16, -3.0 / 16, -3.0 / 16, 1.0 / 16, -1.0 / 16],
-        [1.0 / 2, 1.0 / 2, -5.0 / 16, 5.0 / 16, 1.0 / 16, 1.0 / 16],
-    ]
-)
 
 
 def t_size(n_proc: int, n_sh: int, n_bins: int) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as _np
+
 from ._jit import jit_inline
 
 CODE0, CODE1, CODE2, CODE4, CODE4P = 0, 1, 2, 4, 5
@@ -104,3 +106,17 @@ def delta_1(code, alpha, up, dn):
     # pyhf's vectorised code2 (the one its Model uses) extrapolates below -1 as
     # alpha * (b - 2a), unlike its slow reference; histgym matches the Model.
     return (b - 2.0 * a) * alpha, b - 2.0 * a, 0.0
+
+
+#: code4 polynomial: coefficients = A^-1 b (pyhf.interpolators.code4, alpha0 = 1); shared by
+#: the compiler (histgym.compile) and the analysis kernel (_kernels.histogram).
+CODE4_AINV = _np.array(
+    [
+        [15.0 / 16, -15.0 / 16, -7.0 / 16, -7.0 / 16, 1.0 / 16, -1.0 / 16],
+        [3.0 / 2, 3.0 / 2, -9.0 / 16, 9.0 / 16, 1.0 / 16, 1.0 / 16],
+        [-5.0 / 8, 5.0 / 8, 5.0 / 8, 5.0 / 8, -1.0 / 8, 1.0 / 8],
+        [3.0 / -2, 3.0 / -2, -7.0 / -8, 7.0 / -8, -1.0 / 8, -1.0 / 8],
+        [3.0 / 16, -3.0 / 16, -3.0 / 16, -3.0 / 16, 1.0 / 16, -1.0 / 16],
+        [1.0 / 2, 1.0 / 2, -5.0 / 16, 5.0 / 16, 1.0 / 16, 1.0 / 16],
+    ]
+)
