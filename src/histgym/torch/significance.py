@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from torch.autograd.function import once_differentiable
 from .._kernels import _jit
 from .._kernels import env_step as K
 from .._kernels.samples import set_yields_batch
+from . import _kernels as TK
 from ..envs import core
 from ..errors import FitWarning, HistgymError, InvalidParameters, UnknownName, did_you_mean
 from ..fit import fixed_poi_fit
@@ -39,6 +41,8 @@ FloatArray = npt.NDArray[np.float64]
 METRICS = ("z0", "q0", "qmu", "zmu", "cls")
 _ENV_METRIC = {"z0": "z0", "q0": "q0", "qmu": "qmu", "zmu": "zmu", "cls": "zmu"}
 _DTYPES = (torch.float32, torch.float64)
+#: with ``parallel=True``, rows per numba thread below which the batch runs in one thread
+_MIN_ROWS_PER_THREAD = 16
 
 
 class InvalidTensor(HistgymError, TypeError):
@@ -199,6 +203,17 @@ class Significance(torch.nn.Module):
         self._q_nograd = plist[0].Q.copy()
         self._q_nograd[K.Q_HEAD + K.CI_GRAD] = 0
         self._clip = (float(clip_min), float(clip_max))
+        # packed arguments of the compiled single-sample path (histgym.torch._kernels):
+        # (clip_min, clip_max, mu_test) and the columns of S, the clipped side, gradient flag
+        self._cfg_f = np.array([clip_min, clip_max, mu_test], dtype=np.float64)
+        cols = [self._off_out + K.O_VALUE, self._off_out + K.O_MUHAT, self._off_out + K.O_OK,
+                self._off_grad, 0 if metric in ("z0", "q0") else 1]
+        self._cfg_i = (np.array(cols + [0], dtype=np.int64),
+                       np.array(cols + [1], dtype=np.int64))
+        # state rows reused from call to call (grown on demand); a call that finds the
+        # buffer busy (another thread) allocates its own
+        self._S: FloatArray = np.empty((0, self._row.size))
+        self._lock = threading.Lock()
         self.last_fit_ok: npt.NDArray[np.bool_] = np.ones(0, dtype=bool)
         self.last_mu_hat: FloatArray = np.zeros(0)
 
@@ -271,6 +286,60 @@ class Significance(torch.nn.Module):
         return self._evaluate(ys, gradient)
 
     def _evaluate(self, ys: list[FloatArray], gradient: bool) -> tuple[FloatArray, ...]:
+        if len(ys) == 1:
+            return self._evaluate_one(ys[0], gradient)
+        return self._evaluate_many(ys, gradient)
+
+    def _use_threads(self, b: int) -> bool:
+        return self.parallel and _jit.threads_pay_off(b, min_work_per_thread=_MIN_ROWS_PER_THREAD)
+
+    def _evaluate_one(self, y: FloatArray, gradient: bool) -> tuple[FloatArray, FloatArray]:
+        """One controlled sample: the lean path (one compiled call when serial, the state
+        rows in a buffer kept by the module, validation inside the compiled call)."""
+        b = y.shape[0]
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        value = np.empty(b)
+        grad = np.empty((b, self._ny))
+        mu_hat = np.empty(b)
+        ok = np.empty(b, dtype=np.bool_)
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._S.shape[0] < b:
+                    self._S = np.empty((b, self._row.size))
+                r = self._run_one(y, self._S, gradient, value, grad, mu_hat, ok)
+            finally:
+                self._lock.release()
+        else:  # another thread is using the buffer
+            r = self._run_one(y, np.empty((b, self._row.size)), gradient, value, grad,
+                              mu_hat, ok)
+        if r < 0:
+            _check_values(y, self.samples[0])  # names every bad row
+            raise AssertionError("unreachable: the kernel found a bad row")  # pragma: no cover
+        object.__setattr__(self, "last_mu_hat", mu_hat)
+        object.__setattr__(self, "last_fit_ok", ok)
+        if self.metric == "cls":
+            value = _cls_transform(value, [grad])
+        if r > 0:
+            _warn_failed(self.metric, ok)
+        return value, grad
+
+    def _run_one(self, y: FloatArray, S: FloatArray, gradient: bool, value: FloatArray,
+                 grad: FloatArray, mu_hat: FloatArray, ok: npt.NDArray[np.bool_]) -> int:
+        p0 = self._params
+        q, cfg_i = (p0.Q, self._cfg_i[1]) if gradient else (self._q_nograd, self._cfg_i[0])
+        cfg_f = self._cfg_f
+        if self._use_threads(y.shape[0]):
+            bad = TK.pack_rows(y, S, self._row, cfg_f[0], cfg_f[1])
+            if bad >= 0:
+                return -1 - bad
+            b = y.shape[0]
+            K.env_reset_batch(np.ones(b, dtype=np.bool_), S[:b], p0.P, q, p0.ibuf,
+                              _jit.thread_count())
+            return int(TK.unpack_rows(S, cfg_i, cfg_f[2], value, grad, mu_hat, ok))
+        return int(TK.metric_rows_serial(y, S, self._row, cfg_f, p0.P, q, p0.ibuf, cfg_i,
+                                         value, grad, mu_hat, ok))
+
+    def _evaluate_many(self, ys: list[FloatArray], gradient: bool) -> tuple[FloatArray, ...]:
         b = ys[0].shape[0]
         p0 = self._params
         ibuf = p0.ibuf
@@ -283,7 +352,7 @@ class Significance(torch.nn.Module):
                 set_yields_batch(S, p.P, p.Q, ibuf, y)
         np.clip(ys[0], lo, hi, out=S[:, : self._ny])
         mask = np.ones(b, dtype=np.bool_)
-        par = self.parallel and b > 1
+        par = self._use_threads(b)
         q0 = p0.Q if gradient else self._q_nograd
         if par:
             K.env_reset_batch(mask, S, p0.P, q0, ibuf, _jit.thread_count())
@@ -323,51 +392,48 @@ class Significance(torch.nn.Module):
             for g in grads:
                 g[clipped] = 0.0
         if self.metric == "cls":
-            # value = -sqrt(q_A); CLs = 2 Phi(-sqrt(q_A)); dCLs/dy = 2 phi(value) dvalue/dy
-            dens = np.exp(-0.5 * value * value) * (2.0 / math.sqrt(2.0 * math.pi))
-            for g in grads:
-                g *= dens[:, None]
-            value = 2.0 * ndtr(value)
+            value = _cls_transform(value, grads)
         if not ok.all():
-            rows = np.flatnonzero(~ok)[:5].tolist()
-            warnings.warn(
-                f"Significance({self.metric!r}): a fit did not converge for rows {rows}; "
-                "their value is the kernel's fallback and their gradient 0",
-                FitWarning, stacklevel=3,
-            )
+            _warn_failed(self.metric, ok)
         return (value, *grads)
 
     def forward(self, *yields: torch.Tensor) -> torch.Tensor:
         """Metric of the yields: one tensor per controlled sample, each float [n_bins]
         (-> scalar) or [B, n_bins] (-> [B]), all of the same shape and dtype."""
-        _check_count(self, yields)
-        first = None
+        if len(yields) != len(self.samples):
+            _check_count(self, yields)
+        first = yields[0]
         for name, y in zip(self.samples, yields):
-            if not isinstance(y, torch.Tensor):
-                raise InvalidTensor(f"yields of {name!r} must be a torch.Tensor, "
-                                    f"got {type(y).__name__}")
-            if y.dtype not in _DTYPES:
-                raise InvalidTensor(
-                    f"yields of {name!r} have dtype {y.dtype}; expected torch.float32 or "
-                    "torch.float64"
-                )
-            if y.dim() not in (1, 2) or y.shape[-1] != self._ny:
-                raise InvalidParameters(
-                    f"yields of {name!r} have shape {tuple(y.shape)}; "
-                    f"expected ({self._ny},) or (B, {self._ny})"
-                )
-            if first is None:
-                first = y
-            elif y.shape != first.shape or y.dtype != first.dtype:
+            _check_tensor(name, y, self._ny)
+            if y is not first and (y.shape != first.shape or y.dtype != first.dtype):
                 raise InvalidParameters(
                     f"yields of {name!r} have shape {tuple(y.shape)} and dtype {y.dtype}; "
                     f"expected those of {self.samples[0]!r}: {tuple(first.shape)}, {first.dtype}"
                 )
-        assert first is not None
-        if first.dim() == 1:
-            out = _MetricFunction.apply(self, *(y.unsqueeze(0) for y in yields))
-            return out[0]  # type: ignore[no-any-return]
         return _MetricFunction.apply(self, *yields)  # type: ignore[no-any-return]
+
+
+def _check_tensor(name: str, y: Any, ny: int) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise InvalidTensor(f"yields of {name!r} must be a torch.Tensor, got {type(y).__name__}")
+    if y.dtype not in _DTYPES:
+        raise InvalidTensor(
+            f"yields of {name!r} have dtype {y.dtype}; expected torch.float32 or torch.float64"
+        )
+    if y.dim() not in (1, 2) or y.shape[-1] != ny:
+        raise InvalidParameters(
+            f"yields of {name!r} have shape {tuple(y.shape)}; expected ({ny},) or (B, {ny})"
+        )
+
+
+def _as_rows(y: torch.Tensor) -> FloatArray:
+    """float64 [B, n_bins] numpy view of a tensor (no copy for a contiguous float64 CPU
+    tensor; the compiled code only reads it)."""
+    a = y.detach()
+    if a.dtype != torch.float64 or a.device.type != "cpu":
+        a = a.to(device="cpu", dtype=torch.float64)
+    arr = a.numpy()
+    return arr.reshape(1, -1) if arr.ndim == 1 else arr
 
 
 def _check_count(module: Significance, ys: Sequence[Any]) -> None:
@@ -384,6 +450,24 @@ def _n_staterror(params: core.EnvParams) -> int:
     return int(params.Q[o : o + nci][2]) if nci > 2 else 0
 
 
+def _cls_transform(value: FloatArray, grads: list[FloatArray]) -> FloatArray:
+    """``value = -sqrt(q_A)`` -> CLs ``= 2 Phi(-sqrt(q_A))``; ``dCLs/dy = 2 phi(value)
+    dvalue/dy`` (the gradients are scaled in place)."""
+    dens = np.exp(-0.5 * value * value) * (2.0 / math.sqrt(2.0 * math.pi))
+    for g in grads:
+        g *= dens[:, None]
+    return np.asarray(2.0 * ndtr(value), dtype=np.float64)
+
+
+def _warn_failed(metric: str, ok: npt.NDArray[np.bool_]) -> None:
+    rows = np.flatnonzero(~ok)[:5].tolist()
+    warnings.warn(
+        f"Significance({metric!r}): a fit did not converge for rows {rows}; "
+        "their value is the kernel's fallback and their gradient 0",
+        FitWarning, stacklevel=5,
+    )
+
+
 def _check_values(y: FloatArray, sample: str) -> None:
     if np.isfinite(y).all() and (y >= 0.0).all():
         return
@@ -396,33 +480,54 @@ def _check_values(y: FloatArray, sample: str) -> None:
 
 
 class _MetricFunction(torch.autograd.Function):
-    """Autograd function: yields [B, n_bins] per sample -> metric [B], gradients from the
-    kernel."""
+    """Autograd function: yields [n_bins] or [B, n_bins] per sample -> metric [] or [B]; the
+    kernel computes the gradients in the forward pass, the backward only scales them."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, module: Significance, *yields: torch.Tensor
     ) -> torch.Tensor:
-        ys = []
-        for name, y in zip(module.samples, yields):
-            a = y.detach().to(device="cpu", dtype=torch.float64).numpy()
-            _check_values(a, name)
-            ys.append(a)
+        ys = [_as_rows(y) for y in yields]
+        if len(ys) > 1:  # the single-sample path validates inside the compiled call
+            for name, a in zip(module.samples, ys):
+                _check_values(a, name)
         want = any(ctx.needs_input_grad[1:])
         value, *grads = module._evaluate(ys, want)
         y0 = yields[0]
+        one_d = y0.dim() == 1
+        ctx.one_d = one_d
+        if one_d:
+            value = value.reshape(())
+            grads = [g.reshape(-1) for g in grads]
+        out = torch.from_numpy(value)
+        same = y0.dtype == torch.float64 and y0.device.type == "cpu"
+        if not same:
+            out = out.to(dtype=y0.dtype, device=y0.device)
         if want:
-            ctx.save_for_backward(*(torch.from_numpy(g).to(dtype=y0.dtype, device=y0.device)
-                                    for g in grads))
-        return torch.from_numpy(value).to(dtype=y0.dtype, device=y0.device)
+            ctx.grads = tuple(
+                torch.from_numpy(g) if same else torch.from_numpy(g).to(dtype=y0.dtype,
+                                                                         device=y0.device)
+                for g in grads
+            )
+        return out
 
     @staticmethod
-    @once_differentiable
     def backward(  # type: ignore[override]
         ctx: Any, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        go = grad_output.unsqueeze(-1)
-        return (None, *(go * g for g in ctx.saved_tensors))
+        if torch.is_grad_enabled():  # create_graph=True: no second derivative
+            return _backward_once(ctx, grad_output)  # type: ignore[no-any-return]
+        return _backward(ctx, grad_output)
+
+
+def _backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    go = grad_output if ctx.one_d else grad_output.unsqueeze(-1)
+    return (None, *(go * g for g in ctx.grads))
+
+
+#: under ``create_graph=True`` the gradient is returned without a graph and a second
+#: derivative through it raises (torch's ``once_differentiable``)
+_backward_once = once_differentiable(_backward)
 
 
 def _background_asimov(params: core.EnvParams, data: str) -> core.EnvParams:
