@@ -14,8 +14,10 @@ import numpy as np
 
 from .._kernels import env_step as K
 from .._kernels._jit import jit
+from .._kernels.samples import set_yields_batch
 
-__all__ = ["pack_rows", "unpack_rows", "metric_rows_serial"]
+__all__ = ["pack_rows", "unpack_rows", "metric_rows_serial", "staterror_rows",
+           "set_yields_rows", "reset_rows", "step_rows"]
 
 
 @jit
@@ -85,3 +87,57 @@ def metric_rows_serial(Y, S, row, cfg_f, P, Q, ibuf, cfg_i, value, grad, mu_hat,
     mask = np.ones(b, dtype=np.bool_)
     K.env_reset_batch_serial(mask, S[:b], P, Q, ibuf)
     return unpack_rows(S, cfg_i, cfg_f[2], value, grad, mu_hat, ok)
+
+
+# ---------------------------------------------------------------------------- several samples
+# Several controlled samples that share staterror parameters: each sample's parameter
+# vector P holds the other samples' nominal sum and squared uncertainties of every bin it
+# carries a staterror in (``st_other_nom``, ``st_other_u2``, see
+# ``histgym._kernels.control.set_sample_yields``). Those depend on the other controlled
+# samples' yields, so each row gets its own copy of P with them recomputed.
+
+
+@jit
+def staterror_rows(P, Yall, nom_idx, u2_idx, nom_fixed, u2_fixed, c_k, c_i, c_pos, c_rel,
+                   out):
+    """Per-row copies of ``P`` (float64 [n_P]) into ``out`` [B, n_P] with the staterror
+    entries of the other controlled samples recomputed from ``Yall`` (float64 [n_samples,
+    B, n_y], clipped).
+
+    ``nom_idx``/``u2_idx`` (int64 [n_st]): positions in P of each staterror entry's other
+    nominal sum and squared uncertainty; ``nom_fixed``/``u2_fixed``: their parts from the
+    samples that are not controlled; contribution ``c``: entry ``c_k[c]`` gets sample
+    ``c_i[c]``'s yield in bin ``c_pos[c]`` with relative uncertainty ``c_rel[c]``.
+    """
+    b = Yall.shape[1]
+    for r in range(b):
+        out[r, :] = P
+        for k in range(nom_idx.shape[0]):
+            out[r, nom_idx[k]] = nom_fixed[k]
+            out[r, u2_idx[k]] = u2_fixed[k]
+        for c in range(c_k.shape[0]):
+            y = Yall[c_i[c], r, c_pos[c]]
+            u = c_rel[c] * y
+            out[r, nom_idx[c_k[c]]] += y
+            out[r, u2_idx[c_k[c]]] += u * u
+
+
+@jit
+def set_yields_rows(S, Prows, Q, ibuf, Y):
+    """:func:`histgym._kernels.samples.set_yields_batch` with one P per row."""
+    for r in range(Y.shape[0]):
+        set_yields_batch(S[r : r + 1], Prows[r], Q, ibuf, Y[r : r + 1])
+
+
+@jit
+def reset_rows(S, Prows, Q, ibuf):
+    """:func:`histgym._kernels.env_step.env_reset` of rows ``S[:B]`` with one P per row."""
+    for r in range(Prows.shape[0]):
+        K.env_reset(S[r], Prows[r], Q, ibuf)
+
+
+@jit
+def step_rows(S, Prows, Q, ibuf, zeros):
+    """A step with the action ``zeros`` (float64 [n_y]) of rows ``S[:B]``, one P per row."""
+    for r in range(Prows.shape[0]):
+        K.env_step(zeros, S[r], Prows[r], Q, ibuf)

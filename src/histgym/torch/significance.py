@@ -109,10 +109,13 @@ class Significance(torch.nn.Module):
         channel: channel of the controlled sample.
         sample: the controlled sample (its yields are the forward's input), or a list of
             samples of the channel, all controlled (``forward`` then takes one tensor per
-            sample, in that order, and returns the gradient for each; none of them may carry
-            a staterror). With several samples (e.g. every histogram of a classifier-based
-            analysis) the extra gradients come from one more warm-started kernel pass per
-            sample at the same optima.
+            sample, in that order, and returns the gradient for each). With several samples
+            (e.g. every histogram of a classifier-based analysis) the extra gradients come
+            from one more warm-started kernel pass per sample at the same optima. Where
+            controlled samples share a staterror, each bin's width
+            ``sqrt(sum_s u_s^2) / sum_s nominal_s`` is recomputed from all the controlled
+            yields of the row (each sample's ``u_s / nominal_s`` kept), as pyhf does for the
+            exported workspace; that case runs in one thread (``parallel`` is ignored).
         metric: one of :data:`METRICS`, defaults to ``"z0"``.
         data: ``"asimov"`` (default) or ``"observed"``.
         mu_test: tested POI of ``qmu``, ``zmu`` and ``cls``, defaults to 5.0 (the
@@ -180,11 +183,6 @@ class Significance(torch.nn.Module):
                 mle_max_iter=mle_max_iter, mle_tol=mle_tol, data="asimov" if cls else data,
                 return_gradient=True,
             )
-            if len(samples) > 1 and _n_staterror(p) > 0:
-                raise InvalidParameters(
-                    f"sample {name!r} carries a staterror: controlling several samples needs "
-                    f"samples without staterror (their combined widths would be stale)"
-                )
             plist.append(_background_asimov(p, data) if cls else p)
         self.metric = metric
         self.data = data
@@ -194,6 +192,7 @@ class Significance(torch.nn.Module):
         self.mu_test = float(mu_test)
         self.parallel = parallel
         self._plist = plist
+        self._st_maps = _staterror_maps(plist) if len(plist) > 1 else None
         self._params = plist[0]
         ny, nf, nd, npar = plist[0].sizes
         self._ny = ny
@@ -346,15 +345,28 @@ class Significance(torch.nn.Module):
         lo, hi = self._clip
         S = np.empty((b, self._row.size))
         S[:] = self._row
-        if len(ys) > 1:
-            ys = [np.clip(y, lo, hi) for y in ys]
+        ys = [np.clip(y, lo, hi) for y in ys]
+        maps = self._st_maps
+        prows: list[FloatArray] = []
+        if maps is not None:
+            # staterror widths shared by controlled samples: one P per row and sample
+            yall = np.ascontiguousarray(np.stack(ys))
+            for p, mp in zip(self._plist, maps):
+                pr = np.empty((b, p.P.size))
+                TK.staterror_rows(p.P, yall, *mp, pr)
+                prows.append(pr)
+            for p, pr, y in zip(self._plist[1:], prows[1:], ys[1:]):
+                TK.set_yields_rows(S, pr, p.Q, ibuf, y)
+        else:
             for p, y in zip(self._plist[1:], ys[1:]):
                 set_yields_batch(S, p.P, p.Q, ibuf, y)
-        np.clip(ys[0], lo, hi, out=S[:, : self._ny])
+        S[:, : self._ny] = ys[0]
         mask = np.ones(b, dtype=np.bool_)
-        par = self._use_threads(b)
+        par = maps is None and self._use_threads(b)
         q0 = p0.Q if gradient else self._q_nograd
-        if par:
+        if maps is not None:
+            TK.reset_rows(S, prows[0], q0, ibuf)
+        elif par:
             K.env_reset_batch(mask, S, p0.P, q0, ibuf, _jit.thread_count())
         else:
             K.env_reset_batch_serial(mask, S, p0.P, q0, ibuf)
@@ -369,9 +381,11 @@ class Significance(torch.nn.Module):
             # from the converged fits (warm start: the Newton fits stop at once)
             zeros = np.zeros((b, self._ny))
             bad = np.zeros(b, dtype=np.int64)
-            for p, y in zip(self._plist[1:], ys[1:]):
+            for j, (p, y) in enumerate(zip(self._plist[1:], ys[1:]), start=1):
                 S[:, : self._ny] = y
-                if par:
+                if maps is not None:
+                    TK.step_rows(S, prows[j], p.Q, ibuf, zeros[0])
+                elif par:
                     K.env_step_batch(mask, zeros, S, p.P, p.Q, ibuf, bad, _jit.thread_count())
                 else:
                     K.env_step_batch_serial(mask, zeros, S, p.P, p.Q, ibuf, bad)
@@ -444,10 +458,54 @@ def _check_count(module: Significance, ys: Sequence[Any]) -> None:
         )
 
 
-def _n_staterror(params: core.EnvParams) -> int:
-    nci = int(params.Q[4])
-    o = K.Q_HEAD + K.N_CFG_I
-    return int(params.Q[o : o + nci][2]) if nci > 2 else 0
+def _staterror_maps(plist: Sequence[core.EnvParams]) -> list[tuple[Any, ...]] | None:
+    """Arguments of :func:`histgym.torch._kernels.staterror_rows` per controlled sample, or
+    None when no controlled sample carries a staterror.
+
+    A staterror width is ``sqrt(sum_s u_s^2) / sum_s nominal_s`` over the samples of the bin
+    that carry it (pyhf); each sample's P holds the other samples' sums, fixed at the
+    workspace's nominal: the controlled samples' parts are taken out here and put back
+    from each row's yields by the kernel.
+    """
+    infos = []
+    for p in plist:
+        nci = int(p.Q[4])
+        o = K.Q_HEAD + K.N_CFG_I
+        ctl_i = np.asarray(p.Q[o : o + nci], dtype=np.int64)
+        ny, na, ns = int(ctl_i[0]), int(ctl_i[1]), int(ctl_i[2])
+        fo = K.N_CFG_F + 5 * int(p.Q[3]) + 4 * na  # P: cfg_f, pvec [5, n_par], ctl_f
+        st = 4 + ny + 2 * na
+        infos.append((
+            fo + np.arange(ns, dtype=np.int64),  # other nominal sums
+            fo + ns + np.arange(ns, dtype=np.int64),  # other squared uncertainties
+            np.asarray(p.P[fo + 2 * ns : fo + 3 * ns], dtype=np.float64),  # u / nominal
+            ctl_i[st : st + ns],  # constraint (parameter) of each entry
+            ctl_i[st + ns : st + 2 * ns],  # bin of each entry
+        ))
+    if all(info[0].size == 0 for info in infos):
+        return None
+    maps = []
+    for j, (nom_idx, u2_idx, _, st_g, _) in enumerate(infos):
+        nom_fixed = plist[j].P[nom_idx].astype(np.float64)
+        u2_fixed = plist[j].P[u2_idx].astype(np.float64)
+        ck, ci, cpos, crel = [], [], [], []
+        for k, g in enumerate(st_g):
+            for i, (_, _, rel_i, st_g_i, st_p_i) in enumerate(infos):
+                if i == j:
+                    continue
+                for k2 in np.flatnonzero(st_g_i == g):
+                    pos = int(st_p_i[k2])
+                    base = float(plist[i].base_yields[pos])
+                    nom_fixed[k] -= base
+                    u2_fixed[k] -= (float(rel_i[k2]) * base) ** 2
+                    ck.append(k)
+                    ci.append(i)
+                    cpos.append(pos)
+                    crel.append(float(rel_i[k2]))
+        maps.append((nom_idx, u2_idx, nom_fixed, np.maximum(u2_fixed, 0.0),
+                     np.array(ck, dtype=np.int64), np.array(ci, dtype=np.int64),
+                     np.array(cpos, dtype=np.int64), np.array(crel, dtype=np.float64)))
+    return maps
 
 
 def _cls_transform(value: FloatArray, grads: list[FloatArray]) -> FloatArray:
