@@ -250,6 +250,31 @@ def test_forward_without_grad_and_evaluate():
     assert grad.shape == (3, 3) and (grad != 0).any()
 
 
+def test_one_d_input_no_copy_buffer_reuse_and_no_second_derivative():
+    sig = _sig(synth_ws(), "z0", "asimov")
+    base = sig.nominal
+    rows = torch.stack([base, base * 1.3, base * 0.8])
+    ref, ref_grad = sig.evaluate(rows.numpy())
+    for b in (3, 1, 2, 3):  # the state buffer grows and is reused
+        y = rows[:b].clone().requires_grad_(True)
+        v = sig(y)
+        v.sum().backward()
+        np.testing.assert_array_equal(v.detach().numpy(), ref[:b])
+        np.testing.assert_array_equal(y.grad.numpy(), ref_grad[:b])
+    y1 = rows[1].clone().requires_grad_(True)
+    v1 = sig(y1)
+    assert v1.shape == () and v1.grad_fn is not None
+    (g,) = torch.autograd.grad(v1, y1, create_graph=True)
+    np.testing.assert_array_equal(g.numpy(), ref_grad[1])
+    assert not g.requires_grad  # no second derivative
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+    # a non-contiguous view is read correctly
+    wide = torch.stack([rows, rows], dim=2).reshape(3, 6)[:, ::2]
+    assert not wide.is_contiguous()
+    np.testing.assert_array_equal(sig(wide).numpy(), ref)
+
+
 def test_module_composes_with_a_network():
     """A linear layer producing yields trains through the loss (one optimiser step)."""
     sig = _sig(synth_ws(), "z0", "asimov")

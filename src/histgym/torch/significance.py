@@ -73,11 +73,20 @@ class Significance(torch.nn.Module):
     vector, so the value is the *expected* sensitivity; ``"observed"`` uses the workspace's
     observations. For ``"cls"`` the Asimov data set is the background-only one as in pyhf's
     asymptotic calculator: POI = 0 and nuisances at their nominal values (``"asimov"``), or
-    at the POI = 0 fit to the observed data (``"observed"``; this needs that fit not to
-    depend on the yields: the sample must be scaled by the POI and carry no staterror,
-    otherwise :class:`~histgym.errors.InvalidParameters` is raised). ``q_A`` is pyhf's
+    at the POI = 0 fit to the observed data (``"observed"``). ``q_A`` is pyhf's
     ``qmu_tilde(mu_test)`` on that data set, and the value equals the median of
     ``pyhf.infer.hypotest(mu_test, ..., test_stat="qtilde", return_expected=True)``.
+
+    Not supported (:class:`~histgym.errors.InvalidParameters` at construction):
+    ``metric="cls", data="observed"`` when the POI = 0 fit to the observed data depends on
+    the controlled yields, i.e. when a controlled sample is not scaled by the POI as a
+    normfactor (e.g. a background sample) or carries a staterror (its width enters the
+    constraint). The Asimov data set then moves with the yields through the refitted
+    nuisance parameters ``theta0(y)``, and the gradient needs ``d theta0 / d y``, the
+    implicit derivative of that fit (its Hessian and the mixed derivative in ``y``), which
+    the envelope theorem does not give and the kernels do not compute. The POI = 0 fit is
+    done once, at construction, for the allowed cases. Use ``data="asimov"`` (nominal
+    nuisances), or ``metric="zmu"``/``"qmu"`` on the observed data.
 
     Modifiers on the sample keep their relative size as in the environments (normsys,
     normfactor, lumi multiplicative; histosys hi/lo ratios; staterror/shapesys relative
@@ -126,15 +135,27 @@ class Significance(torch.nn.Module):
             1e-10, tighter than the environment's 1e-6: the envelope gradient is accurate to
             about ``sqrt(mle_tol)`` relative to the parameter uncertainties (the value to
             ``mle_tol``); Newton converges quadratically, so this costs about one iteration.
-        parallel: run the rows of a batch in numba threads (``prange``); defaults to False
-            (one thread: faster for small batches and on busy machines; threads pay off for
-            large batches on idle cores, as for the vector environment).
+        parallel: run the rows of a batch in numba threads (``prange``) where they pay off:
+            at least 16 rows per thread and two cores free by the load average, else in one
+            thread; defaults to False (one thread: faster for small batches and on busy
+            machines; threads pay off for large batches on idle cores). Ignored (one
+            thread) when several controlled samples carry a staterror.
+
+    Cost: one forward pass of a single sample is one compiled call (validation, packing,
+    the fits, unpacking) into buffers kept by the module; the gradient is computed in the
+    forward pass and the backward only scales it. A contiguous float64 CPU tensor is read
+    without a copy. At batch size 1 the time is dominated by PyTorch's own per-call cost
+    (tensor, graph, ``backward``), which any loss pays (``benchmarks/torch_loss.py``).
+    Second derivatives are not available: under ``create_graph=True`` this module's part
+    of the gradient carries no graph (as with torch's ``once_differentiable``), so a second
+    derivative misses its contribution (and differentiating a gradient that comes from this
+    module alone raises).
 
     Raises:
         UnknownName: unknown metric, channel or sample.
         ValueError: bad ``data``, ``mu_test``, clip range or tolerance.
         InvalidParameters: ``metric="cls", data="observed"`` where the background-only fit
-            depends on the yields.
+            depends on the yields (see above).
 
     Example:
         >>> import torch, histgym
