@@ -227,6 +227,41 @@ def test_batched_equals_looped_and_parallel_equals_serial():
             assert torch.equal(yi.grad, y.grad[i])
 
 
+@pytest.mark.parametrize("several", [False, True])
+def test_threaded_path_equals_serial(monkeypatch, several):
+    """parallel=True where threads pay off (forced: the test machine may be busy) gives the
+    serial values and gradients exactly, for one and for several controlled samples."""
+    from histgym.torch import significance as S
+
+    ws = _no_staterror_ws() if several else synth_ws()
+    kw = {"sample": ["signal", "background"]} if several else {}
+    serial = _sig(ws, "z0", "asimov", **kw)
+    par = _sig(ws, "z0", "asimov", parallel=True, **kw)
+    rng = np.random.default_rng(11)
+    ys = [torch.tensor(_yields(rng, n.numpy(), 40)) for n in serial.nominals]
+    calls = []
+
+    def always(work, min_work_per_thread=512):
+        calls.append(work)
+        return True
+
+    monkeypatch.setattr(S._jit, "threads_pay_off", always)
+    out = []
+    for sig in (serial, par):
+        y = [t.clone().requires_grad_(True) for t in ys]
+        v = sig(*y)
+        v.sum().backward()
+        out.append((v.detach(), [t.grad for t in y]))
+    assert calls, "the threaded path was not taken"
+    assert torch.equal(out[0][0], out[1][0])
+    for g0, g1 in zip(out[0][1], out[1][1]):
+        assert torch.equal(g0, g1)
+    with pytest.raises(InvalidParameters, match=r"rows \[3\]"):
+        bad = ys[0].clone()
+        bad[3, 1] = -1.0
+        par(bad, *ys[1:])
+
+
 def test_float32_input_gives_float32_output_and_gradient():
     sig = _sig(synth_ws(), "z0", "asimov")
     y64 = sig.nominal.clone().requires_grad_(True)
