@@ -47,6 +47,7 @@ __all__ = [
     "PackCache",
     "assemble",
     "Assembled",
+    "channels_sane",
     "DEFAULT_MODIFIER_SETTINGS",
 ]
 
@@ -93,6 +94,10 @@ class SampleBlock:
             [nb, h]: ``hi - nominal`` and ``nominal - lo`` per bin.
         staterror: name -> float64 [nb] absolute uncertainties of each staterror modifier.
         shapesys: name -> pyhf's parameter requirement of each shapesys modifier.
+        sane: the sample passes the per-sample checks of
+            :func:`histgym.spec_checks.check_model_spec` (finite yields, no modifier twice,
+            normsys factors finite numbers > 0, uncertainties >= 0); ``False`` means "run
+            those checks" (they name the problem), not necessarily an error.
     """
 
     channel: str
@@ -111,6 +116,7 @@ class SampleBlock:
     hs_dn: np.ndarray
     staterror: dict[str, np.ndarray]
     shapesys: dict[str, dict[str, Any]]
+    sane: bool = False
 
     @property
     def nbins(self) -> int:
@@ -132,6 +138,7 @@ _MOD_KEYS = frozenset({"name", "type", "data"})
 _SAMPLE_KEYS = frozenset({"name", "data", "modifiers"})
 _HISTO_KEYS = frozenset({"lo_data", "hi_data"})
 _NS_KEYS = frozenset({"lo", "hi"})
+_INT_FLOAT = frozenset({int, float})
 
 
 def make_block(
@@ -253,6 +260,13 @@ def make_block(
     lo_arr = np.array(ns_lo, dtype=np.float64)
     if not (np.isfinite(hi_arr).all() and np.isfinite(lo_arr).all()):
         raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
+    sane = (
+        len(walk) == len(mods)
+        and bool(np.isfinite(nominal).all())
+        and (not ns_hi or (set(map(type, ns_hi)) | set(map(type, ns_lo)) <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
+        and all(bool((v >= 0).all()) for v in st.values())
+        and all(min(v) >= 0 for v in shapesys.values())
+    )
     ns_mask = np.array(fac_ns, dtype=bool)
     coef = np.zeros((len(fac_ids), 6))
     if ns_mask.any():
@@ -274,7 +288,47 @@ def make_block(
         hs_dn=nominal[:, None] - lo_m,
         staterror=st,
         shapesys={k: pyhf.modifiers.shapesys.required_parset(data, v) for k, v in shapesys.items()},
+        sane=sane,
     )
+
+
+def channels_sane(
+    channel_specs: Sequence[Mapping[str, Any]],
+    by_channel: Mapping[str, list[SampleBlock]],
+    observations: Mapping[str, Sequence[float]] | None = None,
+) -> bool:
+    """Whether :func:`histgym.spec_checks.check_model_spec` would accept these channels.
+
+    A vectorised equivalent over the channels' compiled blocks (the per-sample checks are
+    :attr:`SampleBlock.sane`; the bin totals are summed in the spec's sample order, as there).
+    ``True`` means the checks pass; ``False`` means "run them" (they raise naming the
+    problem), so a caller never reports an error from here.
+    """
+    try:
+        for ch in channel_specs:
+            blocks = {b.sample: b for b in by_channel[ch["name"]]}
+            samples = ch["samples"]
+            if len(blocks) != len(samples):
+                return False
+            nb = blocks[samples[0]["name"]].nbins
+            total = np.zeros(nb)
+            zero_shift = np.ones(nb, dtype=bool)
+            for s in samples:
+                b = blocks[s["name"]]
+                if b.source is not s or not b.sane or b.nbins != nb:
+                    return False
+                total += b.nominal
+                if b.add_ids.size:
+                    zero_shift &= (b.hs_up == 0.0).all(axis=1) & (b.hs_dn == 0.0).all(axis=1)
+            if (total < 0).any():
+                return False
+            obs = None if observations is None else observations.get(ch["name"])
+            if obs is not None and len(obs) == nb:
+                if (zero_shift & (total == 0.0) & (np.asarray(obs, dtype=np.float64) > 0)).any():
+                    return False
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
+        return False
+    return True
 
 
 class _Lazy(Mapping):
