@@ -89,7 +89,7 @@ class SampleBlock:
         fac_ids, fac_mode: int64 [k] name id and index mode (0 scalar, 1 one parameter per
             bin, 2 staterror) of each multiplicative entry, in the spec's modifier order.
         fac_ns: bool [k] the entry is a normsys; ``ns_hi``/``ns_lo`` float64 [k] its factors
-            (1 elsewhere) and ``ns_coef`` float64 [k, 6] its code4 coefficients.
+            (1 elsewhere; the code4 coefficients are computed once per model, when packing).
         add_ids: int64 [h] name ids of the histosys entries; ``hs_up``/``hs_dn`` float64
             [nb, h]: ``hi - nominal`` and ``nominal - lo`` per bin.
         staterror: name -> float64 [nb] absolute uncertainties of each staterror modifier.
@@ -110,7 +110,6 @@ class SampleBlock:
     fac_ns: np.ndarray
     ns_hi: np.ndarray
     ns_lo: np.ndarray
-    ns_coef: np.ndarray
     add_ids: np.ndarray
     hs_up: np.ndarray
     hs_dn: np.ndarray
@@ -268,9 +267,6 @@ def make_block(
         and all(min(v) >= 0 for v in shapesys.values())
     )
     ns_mask = np.array(fac_ns, dtype=bool)
-    coef = np.zeros((len(fac_ids), 6))
-    if ns_mask.any():
-        coef[ns_mask] = code4_coefficients(hi_arr[ns_mask], lo_arr[ns_mask])
     return SampleBlock(
         channel=channel,
         sample=sample["name"],
@@ -282,7 +278,6 @@ def make_block(
         fac_ns=ns_mask,
         ns_hi=hi_arr,
         ns_lo=lo_arr,
-        ns_coef=coef,
         add_ids=np.array(add_ids, dtype=np.int64),
         hs_up=hi_m - nominal[:, None],
         hs_dn=nominal[:, None] - lo_m,
@@ -601,10 +596,13 @@ def assemble(
 
 @dataclass(frozen=True)
 class _ChannelPack:
-    """One channel's entries over its blocks, as [nb, ...] arrays (row-major = cell order).
+    """One channel's entries over its blocks (cells ordered by bin, then sample).
 
-    ``nominal`` [nb, ns]; the multiplicative fields [nb, K] (``ns_coef`` [nb, K, 6]) with
-    sample j in columns ``kc[j]:kc[j+1]``; the additive fields [nb, H], columns ``hc``.
+    ``nominal`` [nb, ns]; the multiplicative entries of one bin, [K] (the same in every
+    bin): ``fac_id`` name ids, ``fac_perbin`` 1 where the parameter index moves with the bin,
+    ``fac_off`` the staterror offsets, ``fac_ns``/``ns_hi``/``ns_lo`` the normsys factors;
+    sample j's entries are ``kc[j]:kc[j+1]``.  The additive entries: ``add_id`` [H] and
+    ``hs_up``/``hs_dn`` [nb, H], sample j's in columns ``hc[j]:hc[j+1]``.
     """
 
     blocks: tuple[SampleBlock, ...]
@@ -613,11 +611,11 @@ class _ChannelPack:
     hc: np.ndarray
     nominal: np.ndarray
     fac_id: np.ndarray
-    fac_extra: np.ndarray  # parameter index = start of fac_id's set + fac_extra
+    fac_perbin: np.ndarray
+    fac_off: np.ndarray
     fac_ns: np.ndarray
     ns_hi: np.ndarray
     ns_lo: np.ndarray
-    ns_coef: np.ndarray
     add_id: np.ndarray
     hs_up: np.ndarray
     hs_dn: np.ndarray
@@ -643,87 +641,48 @@ class _ChannelPack:
         return np.diff(self.hc)
 
 
-_FAC_FIELDS = ("fac_id", "fac_extra", "fac_ns", "ns_hi", "ns_lo", "ns_coef")
-_ADD_FIELDS = ("add_id", "hs_up", "hs_dn")
-
-
-def _block_fields(b: SampleBlock, stat_off: Mapping[int, int]) -> dict[str, np.ndarray]:
-    """The block's entries broadcast over its bins, as the fields of a channel pack."""
-    nb, k = b.nbins, b.fac_ids.size
-    extra = np.arange(nb)[:, None] * (b.fac_mode != _SCALAR)[None, :]
-    if (b.fac_mode == _STAT).any():
-        offs = np.array([stat_off.get(int(i), 0) if m == _STAT else 0 for i, m in zip(b.fac_ids, b.fac_mode)])
-        extra = extra + offs[None, :]
-    return {
-        "nominal": b.nominal[:, None],
-        "fac_id": np.broadcast_to(b.fac_ids, (nb, k)),
-        "fac_extra": extra,
-        "fac_ns": np.broadcast_to(b.fac_ns, (nb, k)),
-        "ns_hi": np.broadcast_to(b.ns_hi, (nb, k)),
-        "ns_lo": np.broadcast_to(b.ns_lo, (nb, k)),
-        "ns_coef": np.broadcast_to(b.ns_coef, (nb, k, 6)),
-        "add_id": np.broadcast_to(b.add_ids, (nb, b.add_ids.size)),
-        "hs_up": b.hs_up,
-        "hs_dn": b.hs_dn,
-    }
-
-
-def _channel_pack(
-    blocks: Sequence[SampleBlock], stat_off: Mapping[int, int], base: _ChannelPack | None = None
-) -> _ChannelPack:
-    """Concatenate ``blocks``; runs of blocks that ``base`` already holds are sliced from it."""
-    where = {id(b): i for i, b in enumerate(base.blocks)} if base is not None else {}
-    pieces: dict[str, list[np.ndarray]] = {f: [] for f in ("nominal",) + _FAC_FIELDS + _ADD_FIELDS}
-    run: list[int] = []  # [first, last+1] of the current run of base blocks
-
-    def flush() -> None:
-        if run:
-            a, e = run
-            assert base is not None
-            pieces["nominal"].append(base.nominal[:, a:e])
-            for f in _FAC_FIELDS:
-                pieces[f].append(getattr(base, f)[:, base.kc[a] : base.kc[e]])
-            for f in _ADD_FIELDS:
-                pieces[f].append(getattr(base, f)[:, base.hc[a] : base.hc[e]])
-            run.clear()
-
-    for blk in blocks:
-        i = where.get(id(blk))
-        if i is not None and base is not None and base.blocks[i] is blk:
-            if run and run[1] == i:
-                run[1] = i + 1
-            else:
-                flush()
-                run.extend((i, i + 1))
-            continue
-        flush()
-        for f, arr in _block_fields(blk, stat_off).items():
-            pieces[f].append(arr)
-    flush()
-    cat = {f: (np.concatenate(v, axis=1) if len(v) > 1 else np.ascontiguousarray(v[0])) for f, v in pieces.items()}
+def _channel_pack(blocks: Sequence[SampleBlock], stat_off: Mapping[int, int]) -> _ChannelPack:
+    """Concatenate the entries of ``blocks`` (a few numpy calls per channel, not per block)."""
+    cat = np.concatenate
+    fac_id = cat([b.fac_ids for b in blocks])
+    mode = cat([b.fac_mode for b in blocks])
+    off = np.zeros(fac_id.size, dtype=np.int64)
+    stat = np.flatnonzero(mode == _STAT)
+    if stat.size:
+        off[stat] = [stat_off.get(int(i), 0) for i in fac_id[stat]]
     return _ChannelPack(
         blocks=tuple(blocks),
         stat_off=dict(stat_off),
-        kc=np.concatenate([[0], np.cumsum([b.fac_ids.size for b in blocks])]).astype(np.int64),
-        hc=np.concatenate([[0], np.cumsum([b.add_ids.size for b in blocks])]).astype(np.int64),
-        **cat,
+        kc=cat([[0], np.cumsum([b.fac_ids.size for b in blocks])]).astype(np.int64),
+        hc=cat([[0], np.cumsum([b.add_ids.size for b in blocks])]).astype(np.int64),
+        nominal=np.stack([b.nominal for b in blocks], axis=1),
+        fac_id=fac_id,
+        fac_perbin=(mode != _SCALAR).astype(np.int64),
+        fac_off=off,
+        fac_ns=cat([b.fac_ns for b in blocks]),
+        ns_hi=cat([b.ns_hi for b in blocks]),
+        ns_lo=cat([b.ns_lo for b in blocks]),
+        add_id=cat([b.add_ids for b in blocks]),
+        hs_up=cat([b.hs_up for b in blocks], axis=1),
+        hs_dn=cat([b.hs_dn for b in blocks], axis=1),
     )
 
 
 class PackCache:
-    """Channel packs of a background, reused (sliced) when a patch leaves blocks unchanged."""
+    """Channel packs of a background, reused when a patch leaves a channel's blocks unchanged."""
 
     def __init__(self) -> None:
         self._base: dict[str, _ChannelPack] = {}
 
     def get(self, c: str, blocks: Sequence[SampleBlock], stat_off: Mapping[int, int]) -> _ChannelPack:
         base = self._base.get(c)
-        if base is not None and all(stat_off.get(k) == v for k, v in base.stat_off.items()):
-            if len(base.blocks) == len(blocks) and all(a is b for a, b in zip(base.blocks, blocks)) and (
-                base.stat_off == dict(stat_off)
-            ):
-                return base
-            return _channel_pack(blocks, stat_off, base)
+        if (
+            base is not None
+            and len(base.blocks) == len(blocks)
+            and all(a is b for a, b in zip(base.blocks, blocks))
+            and base.stat_off == dict(stat_off)
+        ):
+            return base
         out = _channel_pack(blocks, stat_off)
         if base is None:
             self._base[c] = out
@@ -790,23 +749,23 @@ def _pack(
             n0 += cp.nb * cp.h_tot
         return out
     max_fac = max(int(cp.k.max()) if cp.ns else 0 for cp in cps)
-    fac_par = start[np.concatenate([cp.fac_id.ravel() for cp in cps])] + np.concatenate(
-        [cp.fac_extra.ravel() for cp in cps]
+    cat = np.concatenate
+    fac_par = cat(
+        [
+            ((start[cp.fac_id] + cp.fac_off)[None, :] + np.arange(cp.nb)[:, None] * cp.fac_perbin[None, :]).ravel()
+            for cp in cps
+        ]
     )
-    add_par = start[np.concatenate([cp.add_id.ravel() for cp in cps])]
-    nominal = [cp.nominal.ravel() for cp in cps]
-    ns_hi = [cp.ns_hi.ravel() for cp in cps]
-    ns_lo = [cp.ns_lo.ravel() for cp in cps]
-    ns_coef = [cp.ns_coef.reshape(-1, 6) for cp in cps]
-    hs_up = [cp.hs_up.ravel() for cp in cps]
-    hs_dn = [cp.hs_dn.ravel() for cp in cps]
+    add_par = cat([np.tile(start[cp.add_id], cp.nb) for cp in cps])
+    is_ns = cat([np.tile(cp.fac_ns, cp.nb) for cp in cps])
+    ns_hi = cat([np.tile(cp.ns_hi, cp.nb) for cp in cps])[is_ns]
+    ns_lo = cat([np.tile(cp.ns_lo, cp.nb) for cp in cps])[is_ns]
+    fac_ref = np.full(is_ns.size, -1, dtype=np.int64)
+    fac_ref[is_ns] = np.arange(int(is_ns.sum()))
+    coef = code4_coefficients(ns_hi, ns_lo) if ns_hi.size else np.zeros((0, 6))
     fac_cnt = [np.tile(cp.k, cp.nb) for cp in cps]
     add_cnt = [np.tile(cp.h, cp.nb) for cp in cps]
     cells_per_bin = [np.full(cp.nb, cp.ns, dtype=np.int64) for cp in cps]
-    is_ns = np.concatenate([cp.fac_ns.ravel() for cp in cps])
-    fac_ref = np.full(is_ns.size, -1, dtype=np.int64)
-    fac_ref[is_ns] = np.arange(int(is_ns.sum()))
-    coef = np.concatenate(ns_coef)[is_ns]
 
     # constraint terms, in pyhf's auxdata order
     gauss_par, gauss_aux, gauss_sigma, pois_par, pois_aux, pois_factor = [], [], [], [], [], []
@@ -847,12 +806,12 @@ def _pack(
             "pois_aux": np.array(pois_aux, dtype=np.int64),
         },
         {
-            "nominal": np.concatenate(nominal),
-            "ns_hi": np.concatenate(ns_hi)[is_ns],
-            "ns_lo": np.concatenate(ns_lo)[is_ns],
+            "nominal": cat([cp.nominal.ravel() for cp in cps]),
+            "ns_hi": ns_hi,
+            "ns_lo": ns_lo,
             "ns_coef": coef.ravel(),
-            "hs_up": np.concatenate(hs_up),
-            "hs_dn": np.concatenate(hs_dn),
+            "hs_up": cat([cp.hs_up.ravel() for cp in cps]),
+            "hs_dn": cat([cp.hs_dn.ravel() for cp in cps]),
             "gauss_sigma": np.array(gauss_sigma),
             "pois_factor": np.array(pois_factor),
         },
