@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
+from operator import itemgetter
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -85,7 +86,7 @@ class SampleBlock:
     Attributes:
         channel, sample: names; ``source`` is the spec's sample dict it was made from.
         nominal: float64 [nb] nominal yields.
-        walk: the sample's distinct (modifier name, type) pairs sorted as pyhf walks them.
+        walk: the sample's distinct (modifier name, type) pairs (unordered).
         fac_ids, fac_mode: int64 [k] name id and index mode (0 scalar, 1 one parameter per
             bin, 2 staterror) of each multiplicative entry, in the spec's modifier order.
         fac_ns: bool [k] the entry is a normsys; ``ns_hi``/``ns_lo`` float64 [k] its factors
@@ -138,6 +139,26 @@ _SAMPLE_KEYS = frozenset({"name", "data", "modifiers"})
 _HISTO_KEYS = frozenset({"lo_data", "hi_data"})
 _NS_KEYS = frozenset({"lo", "hi"})
 _INT_FLOAT = frozenset({int, float})
+_TWO = {2}
+_GET_TYPE, _GET_NAME, _GET_DATA = itemgetter("type"), itemgetter("name"), itemgetter("data")
+_GET_HI_DATA, _GET_LO_DATA = itemgetter("hi_data"), itemgetter("lo_data")
+_GET_HI, _GET_LO = itemgetter("hi"), itemgetter("lo")
+#: modifier type -> small code (pyhf's builder order), and the index mode of each code
+_CODE = {t: i for i, t in enumerate(_TYPE_ORDER)}
+_C_HISTO, _C_NS, _C_LUMI, _C_STAT = _CODE["histosys"], _CODE["normsys"], _CODE["lumi"], _CODE["staterror"]
+_C_NF, _C_SF, _C_SHAPESYS = _CODE["normfactor"], _CODE["shapefactor"], _CODE["shapesys"]
+_NONE = {type(None)}
+_MODE_OF_CODE = np.array(
+    [_STAT if t == "staterror" else _PERBIN if t in ("shapefactor", "shapesys") else _SCALAR for t in _TYPE_ORDER],
+    dtype=np.int64,
+)
+
+
+def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
+    """``[seq[i] for i in idx]`` at C speed."""
+    if len(idx) > 1:
+        return list(itemgetter(*idx)(seq))
+    return [seq[idx[0]]] if idx else []
 
 
 def make_block(
@@ -162,32 +183,35 @@ def make_block(
     if type(mods) is not list or (mods and (not set(map(type, mods)) <= _DICT or set(map(len, mods)) != _THREE)):
         raise NotPlain
     try:  # columns of the modifier list; three keys present + three keys in all = schema's keys
-        mtypes = [m["type"] for m in mods]
-        mnames = [m["name"] for m in mods]
-        mdata = [m["data"] for m in mods]
-    except KeyError:
+        mtypes = list(map(_GET_TYPE, mods))
+        mnames = list(map(_GET_NAME, mods))
+        mdata = list(map(_GET_DATA, mods))
+        codes = list(map(_CODE.__getitem__, mtypes))  # KeyError: not a modifier type
+    except (KeyError, TypeError):
         raise NotPlain from None
     if mods and not set(map(type, mnames)) <= _STR:
         raise NotPlain
-    tset = set(mtypes)
-    if not tset <= _TYPES or ("lumi" in tset and any(t == "lumi" and n != "lumi" for t, n in zip(mtypes, mnames))):
+    if _C_LUMI in codes and any(c == _C_LUMI and n != "lumi" for c, n in zip(codes, mnames)):
         raise NotPlain
     ids = names.ids
-    for n in mnames:
-        if n not in ids:
-            names(n)
-    h_k = [k for k, t in enumerate(mtypes) if t == "histosys"]
-    f_k = [k for k, t in enumerate(mtypes) if t != "histosys"]
-    hd = [mdata[k] for k in h_k]
-    if not all(type(d) is dict and len(d) == 2 for d in hd):
-        raise NotPlain
-    try:
-        his = [d["hi_data"] for d in hd]
-        los = [d["lo_data"] for d in hd]
-    except KeyError:
-        raise NotPlain from None
+    if not ids.keys() >= set(mnames):
+        for n in mnames:
+            if n not in ids:
+                names(n)
+    carr = np.array(codes, dtype=np.int64)
+    is_h = carr == _C_HISTO
+    h_k = np.flatnonzero(is_h).tolist()
+    f_k = np.flatnonzero(~is_h).tolist()
+    hd = _take(mdata, h_k)
     ok_len = len(data) == nbins
     if hd:
+        if not set(map(type, hd)) <= _DICT or set(map(len, hd)) != _TWO:
+            raise NotPlain
+        try:
+            his = list(map(_GET_HI_DATA, hd))
+            los = list(map(_GET_LO_DATA, hd))
+        except KeyError:
+            raise NotPlain from None
         if not set(map(type, his)) | set(map(type, los)) <= _LIST:
             raise NotPlain
         if not set(map(type, chain.from_iterable(his))) | set(map(type, chain.from_iterable(los))) <= _NUM:
@@ -196,44 +220,43 @@ def make_block(
         if 0 in lens:
             raise NotPlain
         ok_len = ok_len and lens == {nbins}
-    fac_ns = [mtypes[k] == "normsys" for k in f_k]
-    ns_hi: list[float] = []
-    ns_lo: list[float] = []
+    else:
+        his, los = [], []
+    fc = carr[~is_h]
+    fcodes = fc.tolist()
+    fdata = _take(mdata, f_k)
+    ns_mask = fc == _C_NS
+    nsd = _take(fdata, np.flatnonzero(ns_mask).tolist())
+    ns_hi_v: list[Any] = []
+    ns_lo_v: list[Any] = []
+    if nsd:
+        if not set(map(type, nsd)) <= _DICT or set(map(len, nsd)) != _TWO:
+            raise NotPlain
+        try:
+            ns_hi_v = list(map(_GET_HI, nsd))
+            ns_lo_v = list(map(_GET_LO, nsd))
+        except KeyError:
+            raise NotPlain from None
+        if not set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _NUM:
+            raise NotPlain
+    # normfactor, lumi, shapefactor: no data; staterror, shapesys: a non-empty array of numbers
+    nodata = _take(fdata, np.flatnonzero((fc == _C_NF) | (fc == _C_LUMI) | (fc == _C_SF)).tolist())
+    if nodata and set(map(type, nodata)) != _NONE:
+        raise NotPlain
     staterror: dict[str, Any] = {}
     shapesys: dict[str, Any] = {}
-    fac_mode: list[int] = []
-    for k in f_k:
-        t, md = mtypes[k], mdata[k]
-        if t == "normsys":
-            if type(md) is not dict or len(md) != 2:
-                raise NotPlain
-            try:
-                hi, lo = md["hi"], md["lo"]
-            except KeyError:
-                raise NotPlain from None
-            if type(hi) not in _NUM or type(lo) not in _NUM:
-                raise NotPlain
-            ns_hi.append(hi)
-            ns_lo.append(lo)
-            fac_mode.append(_SCALAR)
-            continue
-        ns_hi.append(1.0)
-        ns_lo.append(1.0)
-        if t == "normfactor" or t == "lumi" or t == "shapefactor":
-            if md is not None:
-                raise NotPlain
-            fac_mode.append(_PERBIN if t == "shapefactor" else _SCALAR)
-            continue
-        # staterror, shapesys: a non-empty array of numbers
+    arr_pos = np.flatnonzero((fc == _C_STAT) | (fc == _C_SHAPESYS)).tolist()
+    for j in arr_pos:
+        md = fdata[j]
         if type(md) is not list or not md or not set(map(type, md)) <= _NUM:
             raise NotPlain
+    for j in arr_pos:
+        md = fdata[j]
         ok_len = ok_len and len(md) == nbins
-        mname = mnames[k]
-        if t == "staterror":
-            fac_mode.append(_STAT)
+        mname = mnames[f_k[j]]
+        if fcodes[j] == _C_STAT:
             staterror.setdefault(mname, md)
         else:
-            fac_mode.append(_PERBIN)
             if mname in shapesys:
                 msg = (
                     f"shapesys {mname!r} on sample {sample['name']!r} in channel "
@@ -241,8 +264,8 @@ def make_block(
                 )
                 raise WorkspaceError(msg)
             shapesys[mname] = md
-    fac_ids = [ids[mnames[k]] for k in f_k]
-    add_ids = [ids[mnames[k]] for k in h_k]
+    fac_ids = list(map(ids.__getitem__, _take(mnames, f_k)))
+    add_ids = list(map(ids.__getitem__, _take(mnames, h_k)))
     walk = set(zip(mnames, mtypes))
     if not ok_len:
         _check_lengths(ci, si, channel, sample, nbins)  # raises with the JSON path
@@ -255,26 +278,29 @@ def make_block(
         if not all(math.isfinite(x) for x in v):
             _check_lengths(ci, si, channel, sample, nbins)
     nominal = np.array(data, dtype=np.float64)
-    hi_arr = np.array(ns_hi, dtype=np.float64)
-    lo_arr = np.array(ns_lo, dtype=np.float64)
-    if not (np.isfinite(hi_arr).all() and np.isfinite(lo_arr).all()):
-        raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
+    hi_arr = np.ones(len(f_k))
+    lo_arr = np.ones(len(f_k))
+    if nsd:
+        hi_arr[ns_mask] = ns_hi_v
+        lo_arr[ns_mask] = ns_lo_v
+        if not (np.isfinite(hi_arr).all() and np.isfinite(lo_arr).all()):
+            raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
     sane = (
         len(walk) == len(mods)
         and bool(np.isfinite(nominal).all())
-        and (not ns_hi or (set(map(type, ns_hi)) | set(map(type, ns_lo)) <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
+        and (not nsd or (set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
         and all(bool((v >= 0).all()) for v in st.values())
         and all(min(v) >= 0 for v in shapesys.values())
     )
-    ns_mask = np.array(fac_ns, dtype=bool)
+    fac_mode = _MODE_OF_CODE[fc] if fc.size else np.zeros(0, dtype=np.int64)
     return SampleBlock(
         channel=channel,
         sample=sample["name"],
         source=sample,
         nominal=nominal,
-        walk=sorted(walk),
+        walk=list(walk),
         fac_ids=np.array(fac_ids, dtype=np.int64),
-        fac_mode=np.array(fac_mode, dtype=np.int64),
+        fac_mode=fac_mode,
         fac_ns=ns_mask,
         ns_hi=hi_arr,
         ns_lo=lo_arr,
