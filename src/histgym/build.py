@@ -339,11 +339,14 @@ def channels_sane(
                 if b.source is not s or not b.sane or b.nbins != nb:
                     return False
                 total += b.nominal
-                if b.add_ids.size:
-                    zero_shift &= (b.hs_up == 0.0).all(axis=1) & (b.hs_dn == 0.0).all(axis=1)
             if (total < 0).any():
                 return False
             obs = None if observations is None else observations.get(ch["name"])
+            if obs is not None and len(obs) == nb and (total == 0.0).any():
+                for s in samples:
+                    b = blocks[s["name"]]
+                    if b.add_ids.size:
+                        zero_shift &= (b.hs_up == 0.0).all(axis=1) & (b.hs_dn == 0.0).all(axis=1)
             if obs is not None and len(obs) == nb:
                 if (zero_shift & (total == 0.0) & (np.asarray(obs, dtype=np.float64) > 0)).any():
                     return False
