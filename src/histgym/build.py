@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -95,6 +95,8 @@ class SampleBlock:
             [nb, h]: ``hi - nominal`` and ``nominal - lo`` per bin.
         staterror: name -> float64 [nb] absolute uncertainties of each staterror modifier.
         shapesys: name -> pyhf's parameter requirement of each shapesys modifier.
+        tkeys: the (type, name) pairs of its modifiers other than staterror (the keys of
+            pyhf's walk), in spec order, possibly repeated.
         sane: the sample passes the per-sample checks of
             :func:`histgym.spec_checks.check_model_spec` (finite yields, no modifier twice,
             normsys factors finite numbers > 0, uncertainties >= 0); ``False`` means "run
@@ -117,6 +119,7 @@ class SampleBlock:
     staterror: dict[str, np.ndarray]
     shapesys: dict[str, dict[str, Any]]
     sane: bool = False
+    tkeys: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def nbins(self) -> int:
@@ -299,6 +302,7 @@ def make_block(
         source=sample,
         nominal=nominal,
         walk=list(walk),
+        tkeys=_take(list(zip(mtypes, mnames)), np.flatnonzero(carr != _C_STAT).tolist()),
         fac_ids=np.array(fac_ids, dtype=np.int64),
         fac_mode=fac_mode,
         fac_ns=ns_mask,
@@ -433,11 +437,25 @@ class Walk:
 
     @classmethod
     def of(cls, channels: Sequence[str], by_channel: Mapping[str, list[SampleBlock]]) -> Walk:
-        """The walk over all blocks."""
+        """The walk over all blocks (in pyhf's order: channels, then samples, both sorted)."""
         w = cls()
-        for ci, c in enumerate(channels):
-            for b in by_channel[c]:
+        blocks = [(ci, b) for ci, c in enumerate(channels) for b in by_channel[c]]
+        shapesys = [k for _, b in blocks for k in b.shapesys]
+        if len(set(shapesys)) != len(shapesys):  # a shared shapesys: the walk names it
+            for ci, b in blocks:
                 w._add(ci, b)
+            return w  # pragma: no cover - _add raises
+        stat_members = w.stat_members
+        for _, b in blocks:
+            w.samples.add(b.sample)
+            w.modifiers.update(b.walk)
+            for name in b.staterror:
+                stat_members.setdefault(name, set()).add(b.sample)
+        # positions increase along ``blocks``: the first occurrence of a key is the earliest
+        # block, so update from the last block to the first
+        first = w.first
+        for ci, b in reversed(blocks):
+            first.update(dict.fromkeys(b.tkeys, ((ci, b.sample), b)))
         return w
 
     def extended(self, blocks: Sequence[tuple[int, SampleBlock]]) -> Walk:
