@@ -95,6 +95,7 @@ class SampleBlock:
             [nb, h]: ``hi - nominal`` and ``nominal - lo`` per bin.
         staterror: name -> float64 [nb] absolute uncertainties of each staterror modifier.
         shapesys: name -> pyhf's parameter requirement of each shapesys modifier.
+        has_lumi: the sample has a ``lumi`` modifier.
         tkeys: the (type, name) pairs of its modifiers other than staterror (the keys of
             pyhf's walk), in spec order, possibly repeated.
         sane: the sample passes the per-sample checks of
@@ -120,6 +121,7 @@ class SampleBlock:
     shapesys: dict[str, dict[str, Any]]
     sane: bool = False
     tkeys: list[tuple[str, str]] = field(default_factory=list)
+    has_lumi: bool = False
 
     @property
     def nbins(self) -> int:
@@ -314,6 +316,7 @@ def make_block(
         staterror=st,
         shapesys={k: pyhf.modifiers.shapesys.required_parset(data, v) for k, v in shapesys.items()},
         sane=sane,
+        has_lumi=_C_LUMI in codes,
     )
 
 

@@ -179,7 +179,8 @@ def _build_model(
     else:  # something is off: the full checks, in their order, name it
         names = Names()
         channels, by_channel, chan_specs = _checked_blocks(names, spec, modelspec, bool(patch_objs))
-    ppath = _check_measurement(modelspec, [m["name"] for m in spec["measurements"]], meas)
+    has_lumi = any(b.has_lumi for c in channels for b in by_channel[c])
+    ppath = _check_measurement(modelspec, [m["name"] for m in spec["measurements"]], meas, has_lumi)
     out = assemble(
         names,
         channels,

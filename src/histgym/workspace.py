@@ -243,16 +243,28 @@ def _check_numbers(spec: Mapping[str, Any]) -> None:
         spec_checks.check_observations(spec)
 
 
-def _check_measurement(modelspec: Mapping[str, Any], names: Sequence[str], meas: Any) -> str:
-    """Checks of the measurement's parameter configuration; returns its JSON path."""
+def _check_measurement(modelspec: Mapping[str, Any], names: Sequence[str], meas: Any, has_lumi: bool | None = None) -> str:
+    """Checks of the measurement's parameter configuration; returns its JSON path.
+
+    ``has_lumi=False`` (the caller knows the model has no ``lumi`` modifier) skips the walk
+    over every modifier that looks for one; so does a complete ``lumi`` configuration."""
     for i, name in enumerate(names):
         if name in names[:i]:
             path = f"measurements[{i}].name"
             raise WorkspaceError(f"measurement {name!r} is defined twice ({path})", path=path)
     ppath = f"measurements[{names.index(meas['name'])}].config.parameters"
     spec_checks.check_parameter_numbers(modelspec.get("parameters", []), ppath)
-    spec_checks.check_lumi(modelspec, ppath)
+    if has_lumi is None or (has_lumi and not _lumi_configured(modelspec.get("parameters", []))):
+        spec_checks.check_lumi(modelspec, ppath)
     return ppath
+
+
+def _lumi_configured(parameters: Sequence[Mapping[str, Any]]) -> bool:
+    """The configuration of parameter ``lumi`` has what :func:`spec_checks.check_lumi` asks."""
+    for p in parameters:
+        if p.get("name") == "lumi":
+            return all(k in p for k in ("auxdata", "sigmas", "bounds", "inits"))
+    return False
 
 
 def build_pyhf_model(
