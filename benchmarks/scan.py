@@ -12,6 +12,8 @@ the measurement's POI, lumi, the channel's staterror, a normsys and a histosys):
 - the grid: CLs at mu=1 with its expected band, observed + expected upper limits, Z0 for
   every point, wall time of ``histgym.scan.scan`` with 1 and 2 local processes and on a local
   Ray with 1 and 2 CPUs (``ray.init(num_cpus=n)``; Ray's start-up is timed separately);
+- the per-point breakdown (``--breakdown N`` points, in one process with one numba thread):
+  patch applied, CLs + band, upper limits, Z0, and the CLs evaluations of ``upper_limit``;
 - pyhf, sequential: ``pyhf.infer.hypotest(1, ..., return_expected_set=True)``,
   ``pyhf.infer.intervals.upper_limits.upper_limit`` and the q0 hypotest on ``--pyhf-points``
   points (default 2), the model built per point; the time for the whole grid is
@@ -21,6 +23,7 @@ Usage::
 
     python benchmarks/scan.py                 # the full run (~10-20 min on a busy 2-core machine)
     python benchmarks/scan.py --points 24 --pyhf-points 1 --skip-ray   # quicker
+    python benchmarks/scan.py --skip-ray --skip-pyhf --jobs 2            # builds, breakdown, grid x2
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -52,6 +56,7 @@ if not DATA.is_dir():
 
 
 def timed(f, *a, **k):
+    gc.collect()  # the garbage of the previous call is not charged to this one
     t = time.perf_counter()
     out = f(*a, **k)
     return time.perf_counter() - t, out
@@ -111,6 +116,42 @@ def bench_builds(grid, bkg_path, repeats):
     return res
 
 
+def bench_breakdown(grid, bkg_path, n):
+    """Median time per point of each step, in this process with one numba thread (as a scan
+    worker): the patch applied to the compiled background, CLs + band, limits, Z0."""
+    import numba
+
+    from histgym import infer
+
+    numba.set_num_threads(1)
+    bkg = Background(bkg_path)
+    patches = read_patchset(grid)
+    step = max(1, len(patches) // n)
+    chosen = patches[::step][:n]
+    steps = {"patch": [], "cls": [], "limit": [], "z0": []}
+    evals = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in chosen:
+            t, model = timed(bkg.model, p)
+            steps["patch"].append(t)
+            steps["cls"].append(timed(infer.hypotest, 1.0, model)[0])
+            t, lim = timed(infer.upper_limit, model)
+            steps["limit"].append(t)
+            evals.append(lim.n_evaluations)
+            steps["z0"].append(timed(infer.significance, model)[0])
+    med = {k: statistics.median(v) for k, v in steps.items()}
+    total = sum(med.values())
+    print(f"\n== per point, median of {len(chosen)} points (one process, one numba thread)")
+    table(
+        [[k, f"{1e3 * v:.1f} ms", f"{100 * v / total:.1f}%"] for k, v in med.items()]
+        + [["total", f"{1e3 * total:.1f} ms", "100%"]],
+        ["step", "time", "share"],
+    )
+    print(f"upper_limit: {statistics.median(evals):.0f} CLs evaluations per point (median)")
+    return {"per_point_ms": {k: 1e3 * v for k, v in med.items()}, "limit_evaluations": statistics.median(evals)}
+
+
 def bench_pyhf(grid, bkg_path, n):
     import pyhf
 
@@ -138,6 +179,8 @@ def main(argv=None):
     ap.add_argument("--build-repeats", type=int, default=7)
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--skip-pyhf", action="store_true")
+    ap.add_argument("--jobs", default="1,2", help="local process counts to time (comma-separated)")
+    ap.add_argument("--breakdown", type=int, default=6, help="points of the per-step breakdown (0: none)")
     ap.add_argument("--json", default=None, help="write the numbers here")
     args = ap.parse_args(argv)
 
@@ -148,12 +191,15 @@ def main(argv=None):
     print(f"1Lbb background, synthetic grid of {len(pts)} points; {os.cpu_count()} cores; load {os.getloadavg()}")
     out = {"points": len(pts)}
     out.update(bench_builds(grid, bkg_path, args.build_repeats))
+    if args.breakdown:
+        out.update(bench_breakdown(grid, bkg_path, args.breakdown))
 
     # warm up the kernels (numba cache) outside the timings
     scan(bkg_path, grid, patches=[read_patchset(grid)[0].name], jobs=1)
     walls = {}
     results = {}
-    for jobs in (1, 2):
+    job_counts = [int(j) for j in args.jobs.split(",") if j]
+    for jobs in job_counts:
         t, rows = timed(scan, bkg_path, grid, jobs=jobs)
         walls[f"histgym local, {jobs} process{'es' if jobs > 1 else ''}"] = t
         results[f"local{jobs}"] = rows
@@ -166,7 +212,7 @@ def main(argv=None):
             walls[f"histgym Ray, {cpus} CPU{'s' if cpus > 1 else ''} (+{t_init:.1f} s ray.init)"] = t
             results[f"ray{cpus}"] = rows
             ray.shutdown()
-    ref = results["local1"]
+    ref = results[f"local{job_counts[0]}"]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     same = {k: json.dumps(strip(v), sort_keys=True) == json.dumps(strip(ref), sort_keys=True) for k, v in results.items()}
     ok = sum(r["fit_ok"] for r in ref)
@@ -174,13 +220,13 @@ def main(argv=None):
     if not args.skip_pyhf:
         t_point = bench_pyhf(grid, bkg_path, args.pyhf_points)
         walls[f"pyhf sequential (EXTRAPOLATED from {args.pyhf_points} points)"] = t_point * len(pts)
-    base = walls["histgym local, 2 processes"]
+    base = next(iter(walls.values()))
     print(f"\n== whole grid: {len(pts)} points x (CLs + band, obs + exp limits, Z0); {ok} fits ok; {excluded} excluded")
     table(
         [[k, f"{v:.1f} s", f"{1e3 * v / len(pts):.0f} ms", f"{v / base:.2f}"] for k, v in walls.items()],
-        ["run", "wall", "per point", "ratio to local x2"],
+        ["run", "wall", "per point", "ratio to first"],
     )
-    print("tables identical to local x1:", same)
+    print(f"tables identical to local x{job_counts[0]}:", same)
     out["walls_s"] = walls
     out["identical_tables"] = same
     if args.json:

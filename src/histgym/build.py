@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
-from dataclasses import dataclass
+from operator import itemgetter
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "PackCache",
     "assemble",
     "Assembled",
+    "channels_sane",
     "DEFAULT_MODIFIER_SETTINGS",
 ]
 
@@ -84,15 +86,22 @@ class SampleBlock:
     Attributes:
         channel, sample: names; ``source`` is the spec's sample dict it was made from.
         nominal: float64 [nb] nominal yields.
-        walk: the sample's distinct (modifier name, type) pairs sorted as pyhf walks them.
+        walk: the sample's distinct (modifier name, type) pairs (unordered).
         fac_ids, fac_mode: int64 [k] name id and index mode (0 scalar, 1 one parameter per
             bin, 2 staterror) of each multiplicative entry, in the spec's modifier order.
         fac_ns: bool [k] the entry is a normsys; ``ns_hi``/``ns_lo`` float64 [k] its factors
-            (1 elsewhere) and ``ns_coef`` float64 [k, 6] its code4 coefficients.
+            (1 elsewhere; the code4 coefficients are computed once per model, when packing).
         add_ids: int64 [h] name ids of the histosys entries; ``hs_up``/``hs_dn`` float64
             [nb, h]: ``hi - nominal`` and ``nominal - lo`` per bin.
         staterror: name -> float64 [nb] absolute uncertainties of each staterror modifier.
         shapesys: name -> pyhf's parameter requirement of each shapesys modifier.
+        has_lumi: the sample has a ``lumi`` modifier.
+        tkeys: the (type, name) pairs of its modifiers other than staterror (the keys of
+            pyhf's walk), in spec order, possibly repeated.
+        sane: the sample passes the per-sample checks of
+            :func:`histgym.spec_checks.check_model_spec` (finite yields, no modifier twice,
+            normsys factors finite numbers > 0, uncertainties >= 0); ``False`` means "run
+            those checks" (they name the problem), not necessarily an error.
     """
 
     channel: str
@@ -105,12 +114,14 @@ class SampleBlock:
     fac_ns: np.ndarray
     ns_hi: np.ndarray
     ns_lo: np.ndarray
-    ns_coef: np.ndarray
     add_ids: np.ndarray
     hs_up: np.ndarray
     hs_dn: np.ndarray
     staterror: dict[str, np.ndarray]
     shapesys: dict[str, dict[str, Any]]
+    sane: bool = False
+    tkeys: list[tuple[str, str]] = field(default_factory=list)
+    has_lumi: bool = False
 
     @property
     def nbins(self) -> int:
@@ -132,6 +143,27 @@ _MOD_KEYS = frozenset({"name", "type", "data"})
 _SAMPLE_KEYS = frozenset({"name", "data", "modifiers"})
 _HISTO_KEYS = frozenset({"lo_data", "hi_data"})
 _NS_KEYS = frozenset({"lo", "hi"})
+_INT_FLOAT = frozenset({int, float})
+_TWO = {2}
+_GET_TYPE, _GET_NAME, _GET_DATA = itemgetter("type"), itemgetter("name"), itemgetter("data")
+_GET_HI_DATA, _GET_LO_DATA = itemgetter("hi_data"), itemgetter("lo_data")
+_GET_HI, _GET_LO = itemgetter("hi"), itemgetter("lo")
+#: modifier type -> small code (pyhf's builder order), and the index mode of each code
+_CODE = {t: i for i, t in enumerate(_TYPE_ORDER)}
+_C_HISTO, _C_NS, _C_LUMI, _C_STAT = _CODE["histosys"], _CODE["normsys"], _CODE["lumi"], _CODE["staterror"]
+_C_NF, _C_SF, _C_SHAPESYS = _CODE["normfactor"], _CODE["shapefactor"], _CODE["shapesys"]
+_NONE = {type(None)}
+_MODE_OF_CODE = np.array(
+    [_STAT if t == "staterror" else _PERBIN if t in ("shapefactor", "shapesys") else _SCALAR for t in _TYPE_ORDER],
+    dtype=np.int64,
+)
+
+
+def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
+    """``[seq[i] for i in idx]`` at C speed."""
+    if len(idx) > 1:
+        return list(itemgetter(*idx)(seq))
+    return [seq[idx[0]]] if idx else []
 
 
 def make_block(
@@ -156,32 +188,35 @@ def make_block(
     if type(mods) is not list or (mods and (not set(map(type, mods)) <= _DICT or set(map(len, mods)) != _THREE)):
         raise NotPlain
     try:  # columns of the modifier list; three keys present + three keys in all = schema's keys
-        mtypes = [m["type"] for m in mods]
-        mnames = [m["name"] for m in mods]
-        mdata = [m["data"] for m in mods]
-    except KeyError:
+        mtypes = list(map(_GET_TYPE, mods))
+        mnames = list(map(_GET_NAME, mods))
+        mdata = list(map(_GET_DATA, mods))
+        codes = list(map(_CODE.__getitem__, mtypes))  # KeyError: not a modifier type
+    except (KeyError, TypeError):
         raise NotPlain from None
     if mods and not set(map(type, mnames)) <= _STR:
         raise NotPlain
-    tset = set(mtypes)
-    if not tset <= _TYPES or ("lumi" in tset and any(t == "lumi" and n != "lumi" for t, n in zip(mtypes, mnames))):
+    if _C_LUMI in codes and any(c == _C_LUMI and n != "lumi" for c, n in zip(codes, mnames)):
         raise NotPlain
     ids = names.ids
-    for n in mnames:
-        if n not in ids:
-            names(n)
-    h_k = [k for k, t in enumerate(mtypes) if t == "histosys"]
-    f_k = [k for k, t in enumerate(mtypes) if t != "histosys"]
-    hd = [mdata[k] for k in h_k]
-    if not all(type(d) is dict and len(d) == 2 for d in hd):
-        raise NotPlain
-    try:
-        his = [d["hi_data"] for d in hd]
-        los = [d["lo_data"] for d in hd]
-    except KeyError:
-        raise NotPlain from None
+    if not ids.keys() >= set(mnames):
+        for n in mnames:
+            if n not in ids:
+                names(n)
+    carr = np.array(codes, dtype=np.int64)
+    is_h = carr == _C_HISTO
+    h_k = np.flatnonzero(is_h).tolist()
+    f_k = np.flatnonzero(~is_h).tolist()
+    hd = _take(mdata, h_k)
     ok_len = len(data) == nbins
     if hd:
+        if not set(map(type, hd)) <= _DICT or set(map(len, hd)) != _TWO:
+            raise NotPlain
+        try:
+            his = list(map(_GET_HI_DATA, hd))
+            los = list(map(_GET_LO_DATA, hd))
+        except KeyError:
+            raise NotPlain from None
         if not set(map(type, his)) | set(map(type, los)) <= _LIST:
             raise NotPlain
         if not set(map(type, chain.from_iterable(his))) | set(map(type, chain.from_iterable(los))) <= _NUM:
@@ -190,44 +225,43 @@ def make_block(
         if 0 in lens:
             raise NotPlain
         ok_len = ok_len and lens == {nbins}
-    fac_ns = [mtypes[k] == "normsys" for k in f_k]
-    ns_hi: list[float] = []
-    ns_lo: list[float] = []
+    else:
+        his, los = [], []
+    fc = carr[~is_h]
+    fcodes = fc.tolist()
+    fdata = _take(mdata, f_k)
+    ns_mask = fc == _C_NS
+    nsd = _take(fdata, np.flatnonzero(ns_mask).tolist())
+    ns_hi_v: list[Any] = []
+    ns_lo_v: list[Any] = []
+    if nsd:
+        if not set(map(type, nsd)) <= _DICT or set(map(len, nsd)) != _TWO:
+            raise NotPlain
+        try:
+            ns_hi_v = list(map(_GET_HI, nsd))
+            ns_lo_v = list(map(_GET_LO, nsd))
+        except KeyError:
+            raise NotPlain from None
+        if not set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _NUM:
+            raise NotPlain
+    # normfactor, lumi, shapefactor: no data; staterror, shapesys: a non-empty array of numbers
+    nodata = _take(fdata, np.flatnonzero((fc == _C_NF) | (fc == _C_LUMI) | (fc == _C_SF)).tolist())
+    if nodata and set(map(type, nodata)) != _NONE:
+        raise NotPlain
     staterror: dict[str, Any] = {}
     shapesys: dict[str, Any] = {}
-    fac_mode: list[int] = []
-    for k in f_k:
-        t, md = mtypes[k], mdata[k]
-        if t == "normsys":
-            if type(md) is not dict or len(md) != 2:
-                raise NotPlain
-            try:
-                hi, lo = md["hi"], md["lo"]
-            except KeyError:
-                raise NotPlain from None
-            if type(hi) not in _NUM or type(lo) not in _NUM:
-                raise NotPlain
-            ns_hi.append(hi)
-            ns_lo.append(lo)
-            fac_mode.append(_SCALAR)
-            continue
-        ns_hi.append(1.0)
-        ns_lo.append(1.0)
-        if t == "normfactor" or t == "lumi" or t == "shapefactor":
-            if md is not None:
-                raise NotPlain
-            fac_mode.append(_PERBIN if t == "shapefactor" else _SCALAR)
-            continue
-        # staterror, shapesys: a non-empty array of numbers
+    arr_pos = np.flatnonzero((fc == _C_STAT) | (fc == _C_SHAPESYS)).tolist()
+    for j in arr_pos:
+        md = fdata[j]
         if type(md) is not list or not md or not set(map(type, md)) <= _NUM:
             raise NotPlain
+    for j in arr_pos:
+        md = fdata[j]
         ok_len = ok_len and len(md) == nbins
-        mname = mnames[k]
-        if t == "staterror":
-            fac_mode.append(_STAT)
+        mname = mnames[f_k[j]]
+        if fcodes[j] == _C_STAT:
             staterror.setdefault(mname, md)
         else:
-            fac_mode.append(_PERBIN)
             if mname in shapesys:
                 msg = (
                     f"shapesys {mname!r} on sample {sample['name']!r} in channel "
@@ -235,8 +269,8 @@ def make_block(
                 )
                 raise WorkspaceError(msg)
             shapesys[mname] = md
-    fac_ids = [ids[mnames[k]] for k in f_k]
-    add_ids = [ids[mnames[k]] for k in h_k]
+    fac_ids = list(map(ids.__getitem__, _take(mnames, f_k)))
+    add_ids = list(map(ids.__getitem__, _take(mnames, h_k)))
     walk = set(zip(mnames, mtypes))
     if not ok_len:
         _check_lengths(ci, si, channel, sample, nbins)  # raises with the JSON path
@@ -249,32 +283,83 @@ def make_block(
         if not all(math.isfinite(x) for x in v):
             _check_lengths(ci, si, channel, sample, nbins)
     nominal = np.array(data, dtype=np.float64)
-    hi_arr = np.array(ns_hi, dtype=np.float64)
-    lo_arr = np.array(ns_lo, dtype=np.float64)
-    if not (np.isfinite(hi_arr).all() and np.isfinite(lo_arr).all()):
-        raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
-    ns_mask = np.array(fac_ns, dtype=bool)
-    coef = np.zeros((len(fac_ids), 6))
-    if ns_mask.any():
-        coef[ns_mask] = code4_coefficients(hi_arr[ns_mask], lo_arr[ns_mask])
+    hi_arr = np.ones(len(f_k))
+    lo_arr = np.ones(len(f_k))
+    if nsd:
+        hi_arr[ns_mask] = ns_hi_v
+        lo_arr[ns_mask] = ns_lo_v
+        if not (np.isfinite(hi_arr).all() and np.isfinite(lo_arr).all()):
+            raise WorkspaceError(f"non-finite normsys factor on sample {sample['name']!r} of channel {channel!r}")
+    sane = (
+        len(walk) == len(mods)
+        and bool(np.isfinite(nominal).all())
+        and (not nsd or (set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
+        and all(bool((v >= 0).all()) for v in st.values())
+        and all(min(v) >= 0 for v in shapesys.values())
+    )
+    fac_mode = _MODE_OF_CODE[fc] if fc.size else np.zeros(0, dtype=np.int64)
     return SampleBlock(
         channel=channel,
         sample=sample["name"],
         source=sample,
         nominal=nominal,
-        walk=sorted(walk),
+        walk=list(walk),
+        tkeys=_take(list(zip(mtypes, mnames)), np.flatnonzero(carr != _C_STAT).tolist()),
         fac_ids=np.array(fac_ids, dtype=np.int64),
-        fac_mode=np.array(fac_mode, dtype=np.int64),
+        fac_mode=fac_mode,
         fac_ns=ns_mask,
         ns_hi=hi_arr,
         ns_lo=lo_arr,
-        ns_coef=coef,
         add_ids=np.array(add_ids, dtype=np.int64),
         hs_up=hi_m - nominal[:, None],
         hs_dn=nominal[:, None] - lo_m,
         staterror=st,
         shapesys={k: pyhf.modifiers.shapesys.required_parset(data, v) for k, v in shapesys.items()},
+        sane=sane,
+        has_lumi=_C_LUMI in codes,
     )
+
+
+def channels_sane(
+    channel_specs: Sequence[Mapping[str, Any]],
+    by_channel: Mapping[str, list[SampleBlock]],
+    observations: Mapping[str, Sequence[float]] | None = None,
+) -> bool:
+    """Whether :func:`histgym.spec_checks.check_model_spec` would accept these channels.
+
+    A vectorised equivalent over the channels' compiled blocks (the per-sample checks are
+    :attr:`SampleBlock.sane`; the bin totals are summed in the spec's sample order, as there).
+    ``True`` means the checks pass; ``False`` means "run them" (they raise naming the
+    problem), so a caller never reports an error from here.
+    """
+    try:
+        for ch in channel_specs:
+            blocks = {b.sample: b for b in by_channel[ch["name"]]}
+            samples = ch["samples"]
+            if len(blocks) != len(samples):
+                return False
+            nb = blocks[samples[0]["name"]].nbins
+            total = np.zeros(nb)
+            zero_shift = np.ones(nb, dtype=bool)
+            for s in samples:
+                b = blocks[s["name"]]
+                if b.source is not s or not b.sane or b.nbins != nb:
+                    return False
+                total += b.nominal
+            if (total < 0).any():
+                return False
+            obs = None if observations is None else observations.get(ch["name"])
+            if obs is not None and len(obs) == nb and (total == 0.0).any():
+                for s in samples:
+                    b = blocks[s["name"]]
+                    if b.add_ids.size:
+                        zero_shift &= (b.hs_up == 0.0).all(axis=1) & (b.hs_dn == 0.0).all(axis=1)
+            if obs is not None and len(obs) == nb:
+                if (zero_shift & (total == 0.0) & (np.asarray(obs, dtype=np.float64) > 0)).any():
+                    return False
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
+        return False
+    return True
 
 
 class _Lazy(Mapping):
@@ -355,11 +440,25 @@ class Walk:
 
     @classmethod
     def of(cls, channels: Sequence[str], by_channel: Mapping[str, list[SampleBlock]]) -> Walk:
-        """The walk over all blocks."""
+        """The walk over all blocks (in pyhf's order: channels, then samples, both sorted)."""
         w = cls()
-        for ci, c in enumerate(channels):
-            for b in by_channel[c]:
+        blocks = [(ci, b) for ci, c in enumerate(channels) for b in by_channel[c]]
+        shapesys = [k for _, b in blocks for k in b.shapesys]
+        if len(set(shapesys)) != len(shapesys):  # a shared shapesys: the walk names it
+            for ci, b in blocks:
                 w._add(ci, b)
+            return w  # pragma: no cover - _add raises
+        stat_members = w.stat_members
+        for _, b in blocks:
+            w.samples.add(b.sample)
+            w.modifiers.update(b.walk)
+            for name in b.staterror:
+                stat_members.setdefault(name, set()).add(b.sample)
+        # positions increase along ``blocks``: the first occurrence of a key is the earliest
+        # block, so update from the last block to the first
+        first = w.first
+        for ci, b in reversed(blocks):
+            first.update(dict.fromkeys(b.tkeys, ((ci, b.sample), b)))
         return w
 
     def extended(self, blocks: Sequence[tuple[int, SampleBlock]]) -> Walk:
@@ -547,10 +646,13 @@ def assemble(
 
 @dataclass(frozen=True)
 class _ChannelPack:
-    """One channel's entries over its blocks, as [nb, ...] arrays (row-major = cell order).
+    """One channel's entries over its blocks (cells ordered by bin, then sample).
 
-    ``nominal`` [nb, ns]; the multiplicative fields [nb, K] (``ns_coef`` [nb, K, 6]) with
-    sample j in columns ``kc[j]:kc[j+1]``; the additive fields [nb, H], columns ``hc``.
+    ``nominal`` [nb, ns]; the multiplicative entries of one bin, [K] (the same in every
+    bin): ``fac_id`` name ids, ``fac_perbin`` 1 where the parameter index moves with the bin,
+    ``fac_off`` the staterror offsets, ``fac_ns``/``ns_hi``/``ns_lo`` the normsys factors;
+    sample j's entries are ``kc[j]:kc[j+1]``.  The additive entries: ``add_id`` [H] and
+    ``hs_up``/``hs_dn`` [nb, H], sample j's in columns ``hc[j]:hc[j+1]``.
     """
 
     blocks: tuple[SampleBlock, ...]
@@ -559,11 +661,11 @@ class _ChannelPack:
     hc: np.ndarray
     nominal: np.ndarray
     fac_id: np.ndarray
-    fac_extra: np.ndarray  # parameter index = start of fac_id's set + fac_extra
+    fac_perbin: np.ndarray
+    fac_off: np.ndarray
     fac_ns: np.ndarray
     ns_hi: np.ndarray
     ns_lo: np.ndarray
-    ns_coef: np.ndarray
     add_id: np.ndarray
     hs_up: np.ndarray
     hs_dn: np.ndarray
@@ -589,87 +691,48 @@ class _ChannelPack:
         return np.diff(self.hc)
 
 
-_FAC_FIELDS = ("fac_id", "fac_extra", "fac_ns", "ns_hi", "ns_lo", "ns_coef")
-_ADD_FIELDS = ("add_id", "hs_up", "hs_dn")
-
-
-def _block_fields(b: SampleBlock, stat_off: Mapping[int, int]) -> dict[str, np.ndarray]:
-    """The block's entries broadcast over its bins, as the fields of a channel pack."""
-    nb, k = b.nbins, b.fac_ids.size
-    extra = np.arange(nb)[:, None] * (b.fac_mode != _SCALAR)[None, :]
-    if (b.fac_mode == _STAT).any():
-        offs = np.array([stat_off.get(int(i), 0) if m == _STAT else 0 for i, m in zip(b.fac_ids, b.fac_mode)])
-        extra = extra + offs[None, :]
-    return {
-        "nominal": b.nominal[:, None],
-        "fac_id": np.broadcast_to(b.fac_ids, (nb, k)),
-        "fac_extra": extra,
-        "fac_ns": np.broadcast_to(b.fac_ns, (nb, k)),
-        "ns_hi": np.broadcast_to(b.ns_hi, (nb, k)),
-        "ns_lo": np.broadcast_to(b.ns_lo, (nb, k)),
-        "ns_coef": np.broadcast_to(b.ns_coef, (nb, k, 6)),
-        "add_id": np.broadcast_to(b.add_ids, (nb, b.add_ids.size)),
-        "hs_up": b.hs_up,
-        "hs_dn": b.hs_dn,
-    }
-
-
-def _channel_pack(
-    blocks: Sequence[SampleBlock], stat_off: Mapping[int, int], base: _ChannelPack | None = None
-) -> _ChannelPack:
-    """Concatenate ``blocks``; runs of blocks that ``base`` already holds are sliced from it."""
-    where = {id(b): i for i, b in enumerate(base.blocks)} if base is not None else {}
-    pieces: dict[str, list[np.ndarray]] = {f: [] for f in ("nominal",) + _FAC_FIELDS + _ADD_FIELDS}
-    run: list[int] = []  # [first, last+1] of the current run of base blocks
-
-    def flush() -> None:
-        if run:
-            a, e = run
-            assert base is not None
-            pieces["nominal"].append(base.nominal[:, a:e])
-            for f in _FAC_FIELDS:
-                pieces[f].append(getattr(base, f)[:, base.kc[a] : base.kc[e]])
-            for f in _ADD_FIELDS:
-                pieces[f].append(getattr(base, f)[:, base.hc[a] : base.hc[e]])
-            run.clear()
-
-    for blk in blocks:
-        i = where.get(id(blk))
-        if i is not None and base is not None and base.blocks[i] is blk:
-            if run and run[1] == i:
-                run[1] = i + 1
-            else:
-                flush()
-                run.extend((i, i + 1))
-            continue
-        flush()
-        for f, arr in _block_fields(blk, stat_off).items():
-            pieces[f].append(arr)
-    flush()
-    cat = {f: (np.concatenate(v, axis=1) if len(v) > 1 else np.ascontiguousarray(v[0])) for f, v in pieces.items()}
+def _channel_pack(blocks: Sequence[SampleBlock], stat_off: Mapping[int, int]) -> _ChannelPack:
+    """Concatenate the entries of ``blocks`` (a few numpy calls per channel, not per block)."""
+    cat = np.concatenate
+    fac_id = cat([b.fac_ids for b in blocks])
+    mode = cat([b.fac_mode for b in blocks])
+    off = np.zeros(fac_id.size, dtype=np.int64)
+    stat = np.flatnonzero(mode == _STAT)
+    if stat.size:
+        off[stat] = [stat_off.get(int(i), 0) for i in fac_id[stat]]
     return _ChannelPack(
         blocks=tuple(blocks),
         stat_off=dict(stat_off),
-        kc=np.concatenate([[0], np.cumsum([b.fac_ids.size for b in blocks])]).astype(np.int64),
-        hc=np.concatenate([[0], np.cumsum([b.add_ids.size for b in blocks])]).astype(np.int64),
-        **cat,
+        kc=cat([[0], np.cumsum([b.fac_ids.size for b in blocks])]).astype(np.int64),
+        hc=cat([[0], np.cumsum([b.add_ids.size for b in blocks])]).astype(np.int64),
+        nominal=np.stack([b.nominal for b in blocks], axis=1),
+        fac_id=fac_id,
+        fac_perbin=(mode != _SCALAR).astype(np.int64),
+        fac_off=off,
+        fac_ns=cat([b.fac_ns for b in blocks]),
+        ns_hi=cat([b.ns_hi for b in blocks]),
+        ns_lo=cat([b.ns_lo for b in blocks]),
+        add_id=cat([b.add_ids for b in blocks]),
+        hs_up=cat([b.hs_up for b in blocks], axis=1),
+        hs_dn=cat([b.hs_dn for b in blocks], axis=1),
     )
 
 
 class PackCache:
-    """Channel packs of a background, reused (sliced) when a patch leaves blocks unchanged."""
+    """Channel packs of a background, reused when a patch leaves a channel's blocks unchanged."""
 
     def __init__(self) -> None:
         self._base: dict[str, _ChannelPack] = {}
 
     def get(self, c: str, blocks: Sequence[SampleBlock], stat_off: Mapping[int, int]) -> _ChannelPack:
         base = self._base.get(c)
-        if base is not None and all(stat_off.get(k) == v for k, v in base.stat_off.items()):
-            if len(base.blocks) == len(blocks) and all(a is b for a, b in zip(base.blocks, blocks)) and (
-                base.stat_off == dict(stat_off)
-            ):
-                return base
-            return _channel_pack(blocks, stat_off, base)
+        if (
+            base is not None
+            and len(base.blocks) == len(blocks)
+            and all(a is b for a, b in zip(base.blocks, blocks))
+            and base.stat_off == dict(stat_off)
+        ):
+            return base
         out = _channel_pack(blocks, stat_off)
         if base is None:
             self._base[c] = out
@@ -736,23 +799,23 @@ def _pack(
             n0 += cp.nb * cp.h_tot
         return out
     max_fac = max(int(cp.k.max()) if cp.ns else 0 for cp in cps)
-    fac_par = start[np.concatenate([cp.fac_id.ravel() for cp in cps])] + np.concatenate(
-        [cp.fac_extra.ravel() for cp in cps]
+    cat = np.concatenate
+    fac_par = cat(
+        [
+            ((start[cp.fac_id] + cp.fac_off)[None, :] + np.arange(cp.nb)[:, None] * cp.fac_perbin[None, :]).ravel()
+            for cp in cps
+        ]
     )
-    add_par = start[np.concatenate([cp.add_id.ravel() for cp in cps])]
-    nominal = [cp.nominal.ravel() for cp in cps]
-    ns_hi = [cp.ns_hi.ravel() for cp in cps]
-    ns_lo = [cp.ns_lo.ravel() for cp in cps]
-    ns_coef = [cp.ns_coef.reshape(-1, 6) for cp in cps]
-    hs_up = [cp.hs_up.ravel() for cp in cps]
-    hs_dn = [cp.hs_dn.ravel() for cp in cps]
+    add_par = cat([np.tile(start[cp.add_id], cp.nb) for cp in cps])
+    is_ns = cat([np.tile(cp.fac_ns, cp.nb) for cp in cps])
+    ns_hi = cat([np.tile(cp.ns_hi, cp.nb) for cp in cps])[is_ns]
+    ns_lo = cat([np.tile(cp.ns_lo, cp.nb) for cp in cps])[is_ns]
+    fac_ref = np.full(is_ns.size, -1, dtype=np.int64)
+    fac_ref[is_ns] = np.arange(int(is_ns.sum()))
+    coef = code4_coefficients(ns_hi, ns_lo) if ns_hi.size else np.zeros((0, 6))
     fac_cnt = [np.tile(cp.k, cp.nb) for cp in cps]
     add_cnt = [np.tile(cp.h, cp.nb) for cp in cps]
     cells_per_bin = [np.full(cp.nb, cp.ns, dtype=np.int64) for cp in cps]
-    is_ns = np.concatenate([cp.fac_ns.ravel() for cp in cps])
-    fac_ref = np.full(is_ns.size, -1, dtype=np.int64)
-    fac_ref[is_ns] = np.arange(int(is_ns.sum()))
-    coef = np.concatenate(ns_coef)[is_ns]
 
     # constraint terms, in pyhf's auxdata order
     gauss_par, gauss_aux, gauss_sigma, pois_par, pois_aux, pois_factor = [], [], [], [], [], []
@@ -793,12 +856,12 @@ def _pack(
             "pois_aux": np.array(pois_aux, dtype=np.int64),
         },
         {
-            "nominal": np.concatenate(nominal),
-            "ns_hi": np.concatenate(ns_hi)[is_ns],
-            "ns_lo": np.concatenate(ns_lo)[is_ns],
+            "nominal": cat([cp.nominal.ravel() for cp in cps]),
+            "ns_hi": ns_hi,
+            "ns_lo": ns_lo,
             "ns_coef": coef.ravel(),
-            "hs_up": np.concatenate(hs_up),
-            "hs_dn": np.concatenate(hs_dn),
+            "hs_up": cat([cp.hs_up.ravel() for cp in cps]),
+            "hs_dn": cat([cp.hs_dn.ravel() for cp in cps]),
             "gauss_sigma": np.array(gauss_sigma),
             "pois_factor": np.array(pois_factor),
         },

@@ -19,7 +19,7 @@ import jsonpatch
 import pyhf
 
 from . import schema, spec_checks
-from .build import Names, NotPlain, assemble, blocks_of, observed_data, select_measurement
+from .build import Names, NotPlain, assemble, blocks_of, channels_sane, observed_data, select_measurement
 from .errors import WorkspaceError
 from .model import Model
 from .workspace import (
@@ -86,6 +86,38 @@ def _blocks(names: Names, channel_specs: Any, on_fail: Any) -> tuple[list[str], 
     return chans, by, plain
 
 
+def _fast_blocks(names: Names, channel_specs: Any, observations: Any) -> tuple[list[str], dict[str, list[Any]], Any] | None:
+    """The blocks of a plainly valid spec that passes every semantic check, in one pass;
+    ``None`` on any doubt (the caller then runs the full checks, which name the problem)."""
+    try:
+        chans, by = blocks_of(names, channel_specs)
+        obs = {o["name"]: o["data"] for o in observations}
+    except (NotPlain, WorkspaceError, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
+        return None
+    if not channels_sane(channel_specs, by, obs):
+        return None
+    return chans, by, channel_specs
+
+
+def _checked_blocks(
+    names: Names, spec: Mapping[str, Any], modelspec: Mapping[str, Any], patched: bool
+) -> tuple[list[str], dict[str, list[Any]], Any]:
+    """histgym's semantic checks (bin counts against the observations, finite numbers, JSON
+    paths in the messages), then the blocks: the kernels rely on the checks for their bounds."""
+    try:
+        _check_numbers({"channels": modelspec["channels"], "observations": spec["observations"]})
+    except (WorkspaceError, KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        if not patched:
+            _validate(spec)  # a schema violation is reported as pyhf reports it, first
+        if isinstance(err, WorkspaceError):
+            raise
+        msg = f"invalid workspace ({type(err).__name__}: {err})"
+        raise WorkspaceError(msg) from err
+    if patched:
+        return _blocks(names, modelspec["channels"], lambda: None)
+    return _blocks(names, modelspec["channels"], lambda: _validate(spec))
+
+
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
     """Pause Python's cyclic garbage collector (a large JSON document allocates ~10^5 containers,
@@ -139,23 +171,16 @@ def _build_model(
             raise WorkspaceError(msg, path=path) from err
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
             raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
-    # histgym's semantic checks (bin counts against the observations, finite numbers, JSON
-    # paths in the messages) before compiling: the kernels rely on them for their bounds
-    try:
-        _check_numbers({"channels": modelspec["channels"], "observations": spec["observations"]})
-    except (WorkspaceError, KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        if not patch_objs:
-            _validate(spec)  # a schema violation is reported as pyhf reports it, first
-        if isinstance(err, WorkspaceError):
-            raise
-        msg = f"invalid workspace ({type(err).__name__}: {err})"
-        raise WorkspaceError(msg) from err
     names = Names()
-    if patch_objs:
-        channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: None)
-    else:
-        channels, by_channel, chan_specs = _blocks(names, modelspec["channels"], lambda: _validate(spec))
-    ppath = _check_measurement(modelspec, [m["name"] for m in spec["measurements"]], meas)
+    fast = _fast_blocks(names, modelspec["channels"], spec["observations"])
+    if fast is not None:
+        channels, by_channel, chan_specs = fast
+        spec_checks.check_observations(spec)  # what _check_numbers checks after the channels
+    else:  # something is off: the full checks, in their order, name it
+        names = Names()
+        channels, by_channel, chan_specs = _checked_blocks(names, spec, modelspec, bool(patch_objs))
+    has_lumi = any(b.has_lumi for c in channels for b in by_channel[c])
+    ppath = _check_measurement(modelspec, [m["name"] for m in spec["measurements"]], meas, has_lumi)
     out = assemble(
         names,
         channels,

@@ -40,6 +40,7 @@ from .build import (
     Walk,
     assemble,
     blocks_of,
+    channels_sane,
     observed_data,
     prime,
     select_measurement,
@@ -47,6 +48,7 @@ from .build import (
 from .errors import UnknownName, WorkspaceError, did_you_mean
 from .fastbuild import _blocks, _check_numbers, _plain, build_model, checked_spec, paused_gc
 from .model import Model
+from .spec_checks import check_observations
 from .workspace import WorkspaceLike, _check_modifier_settings, _validate, read_json
 
 __all__ = ["Patch", "Background", "read_patchset"]
@@ -112,6 +114,47 @@ def read_patchset(patchset: Any) -> list[Patch]:
     return out
 
 
+class _Fallback(Exception):
+    """A patch the incremental path does not handle: build the patched workspace (internal)."""
+
+
+def _whole_samples(ops: Sequence[Mapping[str, Any]], located: list[tuple[int, list[str]]], touched: dict[int, dict[str, Any]]) -> bool:
+    """Apply operations that add, replace or remove whole samples, inserting the patch's own
+    sample dicts (not copies: the model's spec shares them with the patch).  ``False`` (and
+    nothing changed) if one of them is not that simple; jsonpatch then applies them all."""
+    plan = []
+    sizes = {ci: len(ch["samples"]) for ci, ch in touched.items()}
+    for op, (ci, rest) in zip(ops, located):
+        kind, tok = op["op"], rest[0]
+        n = sizes[ci]
+        if kind == "add" and tok == "-":
+            k = n
+        elif tok.isdigit() and (tok == "0" or not tok.startswith("0")):
+            k = int(tok)
+        else:
+            return False
+        if kind == "add":
+            if k > n or "value" not in op:
+                return False
+            sizes[ci] = n + 1
+        elif kind in ("replace", "remove"):
+            if k >= n or (kind == "replace" and "value" not in op):
+                return False
+            sizes[ci] = n - (kind == "remove")
+        else:
+            return False
+        plan.append((kind, ci, k, op.get("value")))
+    for kind, ci, k, value in plan:
+        samples = touched[ci]["samples"]
+        if kind == "add":
+            samples.insert(k, value)
+        elif kind == "replace":
+            samples[k] = value
+        else:
+            del samples[k]
+    return True
+
+
 def _unescape(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
@@ -168,7 +211,11 @@ class Background:
         self._names = Names()
         channels, by_channel, chan_specs = _blocks(self._names, spec["channels"], lambda: _validate(spec))
         spec = dict(spec, channels=chan_specs)
-        _check_numbers(spec)
+        observed = {o["name"]: o["data"] for o in spec["observations"]}
+        if channels_sane(chan_specs, by_channel, observed):
+            check_observations(spec)  # what _check_numbers checks after the channels
+        else:
+            _check_numbers(spec)  # names the problem
         self._spec = spec
         self._channels = channels
         self._by_channel = by_channel
@@ -215,6 +262,12 @@ class Background:
         located = _sample_ops(ops, len(self._spec["channels"]))
         if located is None:
             return self._full(ops)
+        try:
+            return self._incremental(ops, located)
+        except _Fallback:
+            return self._full(ops)
+
+    def _incremental(self, ops: list[Any], located: list[tuple[int, list[str]]]) -> Model:
         channels = list(self._spec["channels"])
         touched: dict[int, dict[str, Any]] = {}
         for ci, _ in located:
@@ -223,28 +276,41 @@ class Background:
                 touched[ci] = {"name": ch["name"], "samples": list(ch["samples"])}
                 channels[ci] = touched[ci]
         doc = {"channels": channels}
+        if all(len(rest) == 1 for _, rest in located) and _whole_samples(ops, located, touched):
+            pass  # whole samples added, replaced or removed, without copying them
+        else:
+            self._apply_ops(doc, ops, located, touched)
+        for ci, ch in touched.items():
+            if not ch["samples"]:
+                return self._full(ops)
+        return self._assemble_patched(ops, channels, touched)
+
+    def _apply_ops(self, doc: dict[str, Any], ops: list[Any], located: list[tuple[int, list[str]]], touched: dict[int, dict[str, Any]]) -> None:
+        """Apply ``ops`` to ``doc`` with jsonpatch, copying a background sample before an
+        operation changes something inside it."""
         try:
             for op, (ci, rest) in zip(ops, located):
                 if len(rest) > 1:  # inside a sample: copy the sample before changing it
                     samples = touched[ci]["samples"]
                     if not rest[0].isdigit() or int(rest[0]) >= len(samples):
-                        return self._full(ops)
+                        raise _Fallback
                     k = int(rest[0])
                     if id(samples[k]) in self._by_id:
                         samples[k] = copy.deepcopy(samples[k])
                 jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
             raise WorkspaceError(f"patch does not apply to the workspace: {err}") from err
-        for ci, ch in touched.items():
-            if not ch["samples"]:
-                return self._full(ops)
+
+    def _assemble_patched(self, ops: list[Any], channels: list[Any], touched: dict[int, dict[str, Any]]) -> Model:
         try:
             chans, by_channel = blocks_of(self._names, channels, reuse=self._by_id)
         except NotPlain:
             return self._full(ops)
         fresh = [b.source for c in chans for b in by_channel[c] if id(b.source) not in self._by_id]
         if fresh:  # the semantic checks on every channel the patch touched (whole channels)
-            _check_numbers({"channels": list(touched.values())})
+            touched_specs = list(touched.values())
+            if not channels_sane(touched_specs, by_channel):
+                _check_numbers({"channels": touched_specs})  # names the problem
         kept = sum(len(v) for v in by_channel.values()) - sum(
             1 for c in chans for b in by_channel[c] if id(b.source) not in self._by_id
         )

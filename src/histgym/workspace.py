@@ -18,6 +18,11 @@ import pyhf
 import pyhf.exceptions
 
 from . import spec_checks
+
+try:  # optional: a faster parser of large workspaces (same results; see _fast_loads)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
 from .errors import UnknownName, WorkspaceError, WorkspaceTypeError, did_you_mean
 
 __all__ = ["WorkspaceLike", "read_json", "read_spec", "load_workspace", "build_pyhf_model"]
@@ -42,9 +47,37 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
+def _fast_loads(text: str) -> Any:
+    """``text`` parsed by ``orjson`` when that is installed and the result is certainly what
+    :func:`json.loads` with :func:`_unique_keys` returns; else ``None`` (use that).
+
+    orjson keeps the last of duplicate keys silently, so duplicates are ruled out by
+    counting: every ``:`` of a JSON text outside its strings separates a key, and re-encoding
+    the parsed value keeps the strings' colons but drops those of dropped duplicates (texts
+    with ``\\u`` escapes, which could spell a colon, are left to the standard parser).
+    Anything orjson refuses (``NaN`` literals, integers beyond 64 bits, ``1e400``) is also
+    left to the standard parser, which accepts or reports it as before.
+    """
+    if _orjson is None or "\\u" in text:
+        return None
+    try:
+        doc = _orjson.loads(text)
+    except _orjson.JSONDecodeError:
+        return None
+    try:
+        if _orjson.dumps(doc).count(b":") != text.count(":"):
+            return None
+    except (TypeError, _orjson.JSONEncodeError):  # pragma: no cover - orjson's own output
+        return None
+    return doc
+
+
 def _load_json_text(text: str, origin: str) -> Any:
     if not text.strip():
         raise WorkspaceError(f"{origin} is empty")
+    doc = _fast_loads(text)
+    if doc is not None:
+        return doc
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
@@ -210,16 +243,28 @@ def _check_numbers(spec: Mapping[str, Any]) -> None:
         spec_checks.check_observations(spec)
 
 
-def _check_measurement(modelspec: Mapping[str, Any], names: Sequence[str], meas: Any) -> str:
-    """Checks of the measurement's parameter configuration; returns its JSON path."""
+def _check_measurement(modelspec: Mapping[str, Any], names: Sequence[str], meas: Any, has_lumi: bool | None = None) -> str:
+    """Checks of the measurement's parameter configuration; returns its JSON path.
+
+    ``has_lumi=False`` (the caller knows the model has no ``lumi`` modifier) skips the walk
+    over every modifier that looks for one; so does a complete ``lumi`` configuration."""
     for i, name in enumerate(names):
         if name in names[:i]:
             path = f"measurements[{i}].name"
             raise WorkspaceError(f"measurement {name!r} is defined twice ({path})", path=path)
     ppath = f"measurements[{names.index(meas['name'])}].config.parameters"
     spec_checks.check_parameter_numbers(modelspec.get("parameters", []), ppath)
-    spec_checks.check_lumi(modelspec, ppath)
+    if has_lumi is None or (has_lumi and not _lumi_configured(modelspec.get("parameters", []))):
+        spec_checks.check_lumi(modelspec, ppath)
     return ppath
+
+
+def _lumi_configured(parameters: Sequence[Mapping[str, Any]]) -> bool:
+    """The configuration of parameter ``lumi`` has what :func:`spec_checks.check_lumi` asks."""
+    for p in parameters:
+        if p.get("name") == "lumi":
+            return all(k in p for k in ("auxdata", "sigmas", "bounds", "inits"))
+    return False
 
 
 def build_pyhf_model(

@@ -89,6 +89,23 @@ def test_generated_patchset_equals_pyhf():
     assert_equals_pyhf(rows, bkg, patchset, names={rows[-1]["patch"]})
 
 
+def assert_equals_pyhf_reference(rows, bkg_path, patchset, prefix):
+    """Each record equals pyhf 0.7.6's hypotest on the patched workspace as recorded in
+    ../shared/data/reference.json (minuit at tolerance 1e-6; pyhf's default scipy optimiser
+    stops short of the minimum on 1Lbb: CLs 0.017137 against 0.017250 for C1N2_Wh_hbb_650_0).
+    That the reference was made on these very patched workspaces is checked on the likelihood
+    value at pyhf's initial parameters."""
+    ref = json.loads((SHARED_DATA / "reference.json").read_text())["workspaces"]
+    ws = pyhf.Workspace(json.loads(bkg_path.read_text()))
+    pset = pyhf.PatchSet(patchset)
+    for r in rows:
+        entry = ref[prefix + r["patch"]]
+        model = histgym.from_pyhf(pset.apply(ws, r["patch"]))
+        np.testing.assert_allclose(model.twice_nll(model.suggested_init()), entry["twice_nll_init"], rtol=1e-9)
+        np.testing.assert_allclose(r["cls_obs"], entry["cls_obs_mu1_qtilde"], rtol=1e-4)
+        np.testing.assert_allclose(r["cls_exp"], entry["cls_exp_band_mu1_qtilde"], rtol=1e-4)
+
+
 @SKIP_NO_SHARED
 @pytest.mark.slow
 def test_1lbb_subset_equals_infer_and_pyhf():
@@ -96,7 +113,7 @@ def test_1lbb_subset_equals_infer_and_pyhf():
     rows = scan(bkg, ps, jobs=2)
     patchset = json.loads(ps.read_text())
     assert_equals_infer(rows, bkg, patchset)
-    assert_equals_pyhf(rows, bkg, patchset)
+    assert_equals_pyhf_reference(rows, bkg, patchset, "atlas_susy2019_08_1Lbb__")
 
 
 def test_workers_give_identical_tables(small_grid):
