@@ -133,3 +133,27 @@ def test_patchset_on_background_only_equals_patched_workspace(bkg_only, patchset
                  if x["metadata"]["name"] == patch_name)
     again = histgym.from_pyhf(raw / f"{bkg_only}.json", patches=[entry])
     assert again.twice_nll(p) == model.twice_nll(p)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "a": 2}',
+    '{"x": {"name": "b:c", "name": "d"}}',
+    '{"x": [{"k": "1:2:3"}, {"k": 1, "k": 1}]}',
+    '{"a": {"b": 1}, "a": {"b": 1}}',
+])
+def test_duplicate_keys_refused_whichever_parser(text):
+    """orjson (fast path, when installed) keeps the last duplicate: the colon count rules it out."""
+    with pytest.raises(histgym.WorkspaceError, match="ambiguous"):
+        histgym.workspace.read_json(text)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": "x:y", "b": ["::", {"c": ":"}], "d": 1e3}',
+    '{"a": "\\u003a", "b": 2}',
+])
+def test_fast_and_standard_parsers_agree(text):
+    from histgym import workspace
+
+    assert workspace.read_json(text) == json.loads(text)
+    fast = workspace._fast_loads(text)
+    assert fast is None or fast == json.loads(text)
