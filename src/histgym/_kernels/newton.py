@@ -190,8 +190,27 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
     Returns:
         (status, twice_nll at x, iterations, edm).
     """
+    return newton_fit_scratch(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x,
+                              grad, hess, newton_scratch(pars0.shape[0], ibuf))
+
+
+@jit
+def newton_scratch(n_pars, ibuf):
+    """Work arrays of :func:`newton_fit_scratch` for ``n_pars`` parameters (allocate once per
+    thread, reuse for every fit of the same model layout)."""
+    fv, fd, fd2, gb, mark, touched = hess_scratch(n_pars, ibuf)
+    n = n_pars
+    return (fv, fd, fd2, gb, mark, touched, np.empty(n, dtype=np.int64), np.empty(n),
+            np.empty((n, n)), np.empty((n, n)), np.empty(n), np.empty(n), np.empty(n))
+
+
+@jit
+def newton_fit_scratch(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, grad,
+                       hess, ws):
+    """:func:`newton_fit` with its work arrays ``ws`` from :func:`newton_scratch` (no
+    allocation: batched callers fit many rows per thread)."""
     n = pars0.shape[0]
-    fv, fd, fd2, gb, mark, touched = hess_scratch(n, ibuf)
+    fv, fd, fd2, gb, mark, touched, idx, xn, hr, low, gr, scale, d = ws
     for i in range(n):
         v = pars0[i]
         if not fixed[i]:
@@ -200,13 +219,6 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
     f = twice_nll_hess_scratch(x, data, fbuf, ibuf, grad, hess, fv, fd, fd2, gb, mark, touched)
     if not np.isfinite(f):
         return NON_FINITE, f, 0, np.inf
-    idx = np.empty(n, dtype=np.int64)
-    xn = np.empty(n)
-    hr = np.empty((n, n))
-    low = np.empty((n, n))
-    gr = np.empty(n)
-    scale = np.empty(n)
-    d = np.empty(n)
     damp = 0.0
     edm = np.inf
     it = 0

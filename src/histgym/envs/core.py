@@ -139,6 +139,13 @@ class EnvParams:
         return EnvState(S, np.zeros(n, dtype=np.int64), self.sizes)
 
     @property
+    def grad_args(self) -> tuple[None, ...]:
+        """Trailing argument of the step/reset kernels: ``()`` (compute the reward gradient)
+        when ``return_gradient`` is on, else ``(None,)``, which selects a kernel variant
+        compiled without the gradient code (see ``histgym._kernels.env_step``)."""
+        return () if self.options["return_gradient"] else (None,)
+
+    @property
     def init(self) -> FloatArray:
         """Initial parameter values (float64 [n_params])."""
         npar = self.model.n_params
