@@ -14,8 +14,7 @@ import numba
 #: Serial kernels: cached on disk, numpy error model (no exceptions from floats), no fastmath.
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 #: Small helpers inlined at numba IR level into their callers.
-jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy",
-                        inline=os.environ.get("HISTGYM_INLINE", "always"))
+jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 _jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 

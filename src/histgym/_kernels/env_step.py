@@ -119,6 +119,15 @@ def _apply_action(action, yields, cfg_i, cfg_f):
 @jit_inline
 def _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec):
     """Write the yields into the model buffer and refresh Asimov data."""
+    _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f)
+    if cfg_i[CI_ASIMOV] == 1:
+        nb = ibuf[0]
+        expected_main(pvec[PV_ASIMOV], fbuf, ibuf, data[:nb])
+
+
+@jit_inline
+def _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f):
+    """Write the yields into the model buffer (histosys shifts, staterror widths)."""
     ny = ctl_i[0]
     na = ctl_i[1]
     ns = ctl_i[2]
@@ -149,9 +158,6 @@ def _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec):
         ctl_f[4 * na + ns : 4 * na + 2 * ns],
         ctl_f[4 * na + 2 * ns : 4 * na + 3 * ns],
     )
-    if cfg_i[CI_ASIMOV] == 1:
-        nb = ibuf[0]
-        expected_main(pvec[PV_ASIMOV], fbuf, ibuf, data[:nb])
 
 
 @jit_inline
@@ -262,7 +268,7 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
         xw[poi] = poi_value
     s, f, it, _ = newton_fit_scratch(
         xw, data, fbuf, ibuf, fixed2[which], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol, xw, g,
-        h, ws,
+        h, ws, None,
     )
     if s != 0 or not np.isfinite(f):
         for k in range(n):
@@ -271,7 +277,7 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
             xw[poi] = poi_value
         s2, f, it2, _ = newton_fit_scratch(
             xw, data, fbuf, ibuf, fixed2[which], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol,
-            xw, g, h, ws,
+            xw, g, h, ws, None,
         )
         it += it2
         s = s2
@@ -289,7 +295,7 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
             xt = xo.copy()
             s3, f3, it3, _ = newton_fit_scratch(
                 xt, data, fbuf, ibuf, fixed2[0], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol,
-                xt, g, h, ws,
+                xt, g, h, ws, None,
             )  # fmt: skip
             it += it3
             if s3 == 0 and np.isfinite(f3) and f3 < f:
@@ -310,11 +316,11 @@ def _evaluate(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2
 
 @jit
 def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, first, g, h, ws, grad_on):
+                   grad, first, g, h, ws, full):
     """:func:`_evaluate` with the fits' gradient [n_pars], Hessian [n_pars, n_pars] and work
     arrays (``newton_scratch``) given (empty for the nll metric).
 
-    ``grad_on`` None compiles a variant without the reward gradient (numba prunes the branch:
+    ``full`` None compiles a variant without the reward gradient (numba prunes the branch:
     less to compile on first use); a bool computes it when ``cfg_i[CI_GRAD]`` asks.
     """
     # np.int64(...): a literal 0 / 1 would make numba compile _fit once per value
@@ -337,7 +343,7 @@ def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, f
         if not np.isfinite(t):
             status = 3
         elif want == 1:
-            if grad_on is not None:
+            if full is not None:
                 twice_nll_grad_yields(pvec[PV_NLL], data, fbuf, ibuf, ctl_i, ctl_f,
                                       cfg_i[CI_ASIMOV], pvec[PV_ASIMOV], -0.5, grad)
     else:
@@ -382,7 +388,7 @@ def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, f
             value = -math.sqrt(q)
             dv = -0.5 / math.sqrt(q) if q > 0.0 else 0.0
         if status == 0 and want == 1 and active and np.isfinite(q):
-            if grad_on is not None:
+            if full is not None:
                 twice_nll_grad_yields(x[1], data, fbuf, ibuf, ctl_i, ctl_f, cfg_i[CI_ASIMOV],
                                       pvec[PV_ASIMOV], dv, grad)
                 twice_nll_grad_yields(x[0], data, fbuf, ibuf, ctl_i, ctl_f, cfg_i[CI_ASIMOV],
@@ -498,55 +504,61 @@ def _scratch_size(Q):
 
 
 @jit
-def reset_row(S, P, Q, ibuf, fixed2, g, h, ws, grad_on):
+def reset_row(S, P, Q, ibuf, fixed2, g, h, ws, full):
     """Start an episode in state row ``S`` from the yields at its head (scratch given)."""
     yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S, P, Q)
-    _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
+    if full is None:  # observed data: no Asimov code compiled
+        _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f)
+    else:
+        _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
     for k in range(x.shape[1]):
         x[0, k] = pvec[PV_INIT, k]
         x[1, k] = pvec[PV_INIT, k]
     out[O_VALUE] = 0.0
     _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, np.bool_(True), g, h, ws, grad_on)
+                   grad, np.bool_(True), g, h, ws, full)
 
 
 @jit
-def step_row(action, S, P, Q, ibuf, fixed2, g, h, ws, grad_on):
+def step_row(action, S, P, Q, ibuf, fixed2, g, h, ws, full):
     """One step of state row ``S`` (scratch given); 1 without a change for a non-finite action."""
     for i in range(action.shape[0]):
         if not np.isfinite(action[i]):
             return 1
     yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S, P, Q)
     _apply_action(action, yields, cfg_i, cfg_f)
-    _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
+    if full is None:  # observed data: no Asimov code compiled
+        _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f)
+    else:
+        _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
     _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, np.bool_(False), g, h, ws, grad_on)
+                   grad, np.bool_(False), g, h, ws, full)
     return 0
 
 
 @jit
-def env_reset(S, P, Q, ibuf, grad_on=True):
+def env_reset(S, P, Q, ibuf, full=True):
     """Start an episode from the yields stored at the head of ``S`` (see the layouts above)."""
     n = _scratch_size(Q)
     reset_row(S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)),
-              newton_scratch(n, ibuf), grad_on)
+              newton_scratch(n, ibuf), full)
 
 
 @jit
-def env_step(action, S, P, Q, ibuf, grad_on=True):
+def env_step(action, S, P, Q, ibuf, full=True):
     """One step of the environment whose state is ``S``; returns 1 for a non-finite action."""
     n = _scratch_size(Q)
     return step_row(action, S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)),
-                    newton_scratch(n, ibuf), grad_on)
+                    newton_scratch(n, ibuf), full)
 
 
 # Batched drivers: the fixed masks are built once per call and shared; each thread (or the one
 # thread) allocates its fit scratch once and reuses it for its rows (no allocation per row).
-# Every entry point takes a last argument ``grad_on``: omit it (the gradient is computed when
-# the parameters ask for it) or pass None when they never do: numba then compiles no gradient
-# code (a faster first call). Pass nothing else: an explicit bool is a third variant.
+# Every entry point takes a last argument ``full``: omit it, or pass None when the parameters
+# ask for neither the reward gradient nor Asimov data: numba then compiles neither (a faster
+# first call). Pass nothing else: an explicit bool would compile a third variant.
 @jit_parallel
-def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks, grad_on=True):
+def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks, full=True):
     """:func:`env_step` for the rows where ``mask`` (bool [N]) is set: actions [N, n_y]
     float64, S [N, n_state]; ``bad`` [N] int64 receives each row's return code (rows with a
     non-finite action are left untouched).  Rows are split into ``blocks`` contiguous blocks
@@ -561,13 +573,13 @@ def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks, grad_on=True):
         ws = newton_scratch(n, ibuf)
         for k in range(c * rows // blocks, (c + 1) * rows // blocks):
             if mask[k]:
-                bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h, ws, grad_on)
+                bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h, ws, full)
             else:
                 bad[k] = 0
 
 
 @jit_parallel
-def env_reset_batch(mask, S, P, Q, ibuf, blocks, grad_on=True):
+def env_reset_batch(mask, S, P, Q, ibuf, blocks, full=True):
     """:func:`env_reset` for the rows where ``mask`` (bool [N]) is set, in ``blocks`` blocks."""
     fixed2 = fixed_masks(Q)
     n = _scratch_size(Q)
@@ -579,11 +591,11 @@ def env_reset_batch(mask, S, P, Q, ibuf, blocks, grad_on=True):
         ws = newton_scratch(n, ibuf)
         for k in range(c * rows // blocks, (c + 1) * rows // blocks):
             if mask[k]:
-                reset_row(S[k], P, Q, ibuf, fixed2, g, h, ws, grad_on)
+                reset_row(S[k], P, Q, ibuf, fixed2, g, h, ws, full)
 
 
 @jit
-def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad, grad_on=True):
+def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad, full=True):
     """:func:`env_step_batch` in one thread (small batches: no thread start-up cost)."""
     fixed2 = fixed_masks(Q)
     n = _scratch_size(Q)
@@ -592,13 +604,13 @@ def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad, grad_on=True):
     ws = newton_scratch(n, ibuf)
     for k in range(S.shape[0]):
         if mask[k]:
-            bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h, ws, grad_on)
+            bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h, ws, full)
         else:
             bad[k] = 0
 
 
 @jit
-def env_reset_batch_serial(mask, S, P, Q, ibuf, grad_on=True):
+def env_reset_batch_serial(mask, S, P, Q, ibuf, full=True):
     """:func:`env_reset_batch` in one thread."""
     fixed2 = fixed_masks(Q)
     n = _scratch_size(Q)
@@ -607,4 +619,4 @@ def env_reset_batch_serial(mask, S, P, Q, ibuf, grad_on=True):
     ws = newton_scratch(n, ibuf)
     for k in range(S.shape[0]):
         if mask[k]:
-            reset_row(S[k], P, Q, ibuf, fixed2, g, h, ws, grad_on)
+            reset_row(S[k], P, Q, ibuf, fixed2, g, h, ws, full)

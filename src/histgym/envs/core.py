@@ -139,11 +139,12 @@ class EnvParams:
         return EnvState(S, np.zeros(n, dtype=np.int64), self.sizes)
 
     @property
-    def grad_args(self) -> tuple[None, ...]:
-        """Trailing argument of the step/reset kernels: ``()`` (compute the reward gradient)
-        when ``return_gradient`` is on, else ``(None,)``, which selects a kernel variant
-        compiled without the gradient code (see ``histgym._kernels.env_step``)."""
-        return () if self.options["return_gradient"] else (None,)
+    def kernel_args(self) -> tuple[None, ...]:
+        """Trailing argument of the step/reset kernels: ``(None,)`` when neither the reward
+        gradient nor Asimov data are asked for (a kernel variant compiled without that code,
+        see ``histgym._kernels.env_step``), else ``()``."""
+        o = self.options
+        return () if o["return_gradient"] or o["data"] == "asimov" else (None,)
 
     @property
     def init(self) -> FloatArray:

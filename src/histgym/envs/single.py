@@ -214,7 +214,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._S2 = st.S
         self._one = np.ones(1, dtype=bool)
         self._bad = np.zeros(1, dtype=np.int64)
-        self._ga = self._params.grad_args
+        self._ga = self._params.kernel_args
         self._t = int(st.step[0])
 
     def _reset_core(self, y0: FloatArray) -> None:

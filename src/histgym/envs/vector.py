@@ -189,7 +189,7 @@ class HistFactoryVectorEnv(VectorEnv):
         self._bad = np.zeros(self.num_envs, dtype=np.int64)
         self._all = np.ones(self.num_envs, dtype=bool)
         self._start0 = core.start_yields_batch(p, [np.random.default_rng(0)])
-        self._ga = p.grad_args
+        self._ga = p.kernel_args
         self.parallel = parallel
         self._spec: Any = None
 
