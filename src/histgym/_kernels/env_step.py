@@ -257,10 +257,12 @@ def cond_fit_is_constant(fbuf, ibuf, ctl_i, poi, asimov):
 
 
 @jit
-def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol, g, h, ws):
+def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol, g, h, ws,
+         f_other):
     """Warm-started fit into x[which]; retried from the initial point if it fails.
 
     ``g``, ``h``, ``ws``: the fits' gradient, Hessian and work arrays (``newton_scratch``).
+    ``f_other``: twice_nll at ``x[1]`` when the caller knows it (else NaN: computed here).
     """
     n = x.shape[1]
     xw = x[which]
@@ -290,7 +292,7 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
         # never above the other fit of the test statistic (its last optimum, feasible for the
         # free fit): a lower point there means a local minimum; refit from it (issue 11)
         xo = x[1]
-        fo = twice_nll(xo, data, fbuf, ibuf)
+        fo = f_other if np.isfinite(f_other) else twice_nll(xo, data, fbuf, ibuf)
         if fo < f - 1e-9 * (1.0 + abs(f)):
             xt = xo.copy()
             s3, f3, it3, _ = newton_fit_scratch(
@@ -349,14 +351,17 @@ def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, f
     else:
         poi = cfg_i[CI_POI]
         mu0 = 0.0 if (metric == M_Q0 or metric == M_Z0) else cfg_f[CF_MUTEST]
+        cond_known = cfg_i[CI_COND_CONST] == 1 and not first and out[O_STATUS] == 0.0
+        # the conditional optimum x[1] and its twice_nll are those of the last step then
+        f_cond = out[O_T_COND] if cond_known else np.nan
         s1, t_free, it1 = _fit(FREE, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
-                               cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h, ws)
-        if cfg_i[CI_COND_CONST] == 1 and not first and out[O_STATUS] == 0.0:
+                               cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h, ws, f_cond)
+        if cond_known:
             # the conditional fit does not depend on the yields (see cond_fit_is_constant)
             s2, t_cond, it2 = 0, out[O_T_COND], 0
         else:
             s2, t_cond, it2 = _fit(COND, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
-                                   cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h, ws)
+                                   cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h, ws, np.nan)
         status = max(s1, s2)
         n_it = it1 + it2
         muhat = x[0, poi]
