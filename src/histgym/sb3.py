@@ -19,6 +19,7 @@ Needs the ``train`` extra (``pip install "histgym[train]"``).
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -126,7 +127,22 @@ class HistgymVecEnv(VecEnv):
 
     def step_wait(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32],
                                  npt.NDArray[np.bool_], list[dict[str, Any]]]:
-        """Step every row; ended rows are reset in the same call (``terminal_observation``)."""
+        """Step every row; ended rows are reset in the same call (``terminal_observation``).
+
+        Python's automatic garbage collection is paused during the call: the one info dict per
+        row that SB3 requires would otherwise trigger collections whose cost grows with every
+        live object of the process (measured: up to 2x the step's CPU at N=4096).
+        """
+        if not gc.isenabled():
+            return self._step_wait()
+        gc.disable()
+        try:
+            return self._step_wait()
+        finally:
+            gc.enable()
+
+    def _step_wait(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32],
+                                  npt.NDArray[np.bool_], list[dict[str, Any]]]:
         obs, rew, term, trunc, infos = self.venv.step(self._actions)
         dones = term | trunc
         rows = self._rows(infos, self.num_envs)

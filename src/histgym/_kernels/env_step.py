@@ -45,7 +45,7 @@ from .control import set_sample_yields
 from .interp import delta_1
 from .layout import unpack
 from .likelihood import _bin_yield, _entry_factor, expected_main, twice_nll
-from .newton import newton_fit
+from .newton import newton_fit_scratch, newton_scratch
 
 # metric codes
 M_NLL, M_Q0, M_Z0, M_QMU, M_ZMU = 0, 1, 2, 3, 4
@@ -119,6 +119,15 @@ def _apply_action(action, yields, cfg_i, cfg_f):
 @jit_inline
 def _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec):
     """Write the yields into the model buffer and refresh Asimov data."""
+    _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f)
+    if cfg_i[CI_ASIMOV] == 1:
+        nb = ibuf[0]
+        expected_main(pvec[PV_ASIMOV], fbuf, ibuf, data[:nb])
+
+
+@jit_inline
+def _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f):
+    """Write the yields into the model buffer (histosys shifts, staterror widths)."""
     ny = ctl_i[0]
     na = ctl_i[1]
     ns = ctl_i[2]
@@ -149,9 +158,6 @@ def _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec):
         ctl_f[4 * na + ns : 4 * na + 2 * ns],
         ctl_f[4 * na + 2 * ns : 4 * na + 3 * ns],
     )
-    if cfg_i[CI_ASIMOV] == 1:
-        nb = ibuf[0]
-        expected_main(pvec[PV_ASIMOV], fbuf, ibuf, data[:nb])
 
 
 @jit_inline
@@ -251,23 +257,29 @@ def cond_fit_is_constant(fbuf, ibuf, ctl_i, poi, asimov):
 
 
 @jit
-def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol, g, h):
-    """Warm-started fit into x[which]; retried from the initial point if it fails."""
+def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol, g, h, ws,
+         f_other):
+    """Warm-started fit into x[which]; retried from the initial point if it fails.
+
+    ``g``, ``h``, ``ws``: the fits' gradient, Hessian and work arrays (``newton_scratch``).
+    ``f_other``: twice_nll at ``x[1]`` when the caller knows it (else NaN: computed here).
+    """
     n = x.shape[1]
     xw = x[which]
     if poi >= 0 and which == 1:
         xw[poi] = poi_value
-    s, f, it, _ = newton_fit(
-        xw, data, fbuf, ibuf, fixed2[which], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol, xw, g, h
+    s, f, it, _ = newton_fit_scratch(
+        xw, data, fbuf, ibuf, fixed2[which], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol, xw, g,
+        h, ws, None,
     )
     if s != 0 or not np.isfinite(f):
         for k in range(n):
             xw[k] = pvec[PV_INIT, k]
         if poi >= 0 and which == 1:
             xw[poi] = poi_value
-        s2, f, it2, _ = newton_fit(
+        s2, f, it2, _ = newton_fit_scratch(
             xw, data, fbuf, ibuf, fixed2[which], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol,
-            xw, g, h,
+            xw, g, h, ws, None,
         )
         it += it2
         s = s2
@@ -280,12 +292,12 @@ def _fit(which, x, data, fbuf, ibuf, fixed2, pvec, poi, poi_value, max_iter, tol
         # never above the other fit of the test statistic (its last optimum, feasible for the
         # free fit): a lower point there means a local minimum; refit from it (issue 11)
         xo = x[1]
-        fo = twice_nll(xo, data, fbuf, ibuf)
+        fo = f_other if np.isfinite(f_other) else twice_nll(xo, data, fbuf, ibuf)
         if fo < f - 1e-9 * (1.0 + abs(f)):
             xt = xo.copy()
-            s3, f3, it3, _ = newton_fit(
+            s3, f3, it3, _ = newton_fit_scratch(
                 xt, data, fbuf, ibuf, fixed2[0], pvec[PV_LOWER], pvec[PV_UPPER], max_iter, tol,
-                xt, g, h,
+                xt, g, h, ws, None,
             )  # fmt: skip
             it += it3
             if s3 == 0 and np.isfinite(f3) and f3 < f:
@@ -300,14 +312,22 @@ def _evaluate(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2
               first):
     n = x.shape[1] if cfg_i[CI_METRIC] != M_NLL else 0
     _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, first, np.empty(n), np.empty((n, n)))
+                   grad, np.bool_(first), np.empty(n), np.empty((n, n)),
+                   newton_scratch(n, ibuf), np.bool_(True))
 
 
 @jit
 def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, first, g, h):
-    """:func:`_evaluate` with the fits' gradient [n_pars] and Hessian [n_pars, n_pars] scratch
-    given (empty for the nll metric)."""
+                   grad, first, g, h, ws, full):
+    """:func:`_evaluate` with the fits' gradient [n_pars], Hessian [n_pars, n_pars] and work
+    arrays (``newton_scratch``) given (empty for the nll metric).
+
+    ``full`` None compiles a variant without the reward gradient (numba prunes the branch:
+    less to compile on first use); a bool computes it when ``cfg_i[CI_GRAD]`` asks.
+    """
+    # np.int64(...): a literal 0 / 1 would make numba compile _fit once per value
+    FREE = np.int64(0)
+    COND = np.int64(1)
     metric = cfg_i[CI_METRIC]
     want = cfg_i[CI_GRAD]
     ny = yields.shape[0]
@@ -325,19 +345,23 @@ def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, f
         if not np.isfinite(t):
             status = 3
         elif want == 1:
-            twice_nll_grad_yields(pvec[PV_NLL], data, fbuf, ibuf, ctl_i, ctl_f,
-                                  cfg_i[CI_ASIMOV], pvec[PV_ASIMOV], -0.5, grad)
+            if full is not None:
+                twice_nll_grad_yields(pvec[PV_NLL], data, fbuf, ibuf, ctl_i, ctl_f,
+                                      cfg_i[CI_ASIMOV], pvec[PV_ASIMOV], -0.5, grad)
     else:
         poi = cfg_i[CI_POI]
         mu0 = 0.0 if (metric == M_Q0 or metric == M_Z0) else cfg_f[CF_MUTEST]
-        s1, t_free, it1 = _fit(0, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
-                               cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h)
-        if cfg_i[CI_COND_CONST] == 1 and not first and out[O_STATUS] == 0.0:
+        cond_known = cfg_i[CI_COND_CONST] == 1 and not first and out[O_STATUS] == 0.0
+        # the conditional optimum x[1] and its twice_nll are those of the last step then
+        f_cond = out[O_T_COND] if cond_known else np.nan
+        s1, t_free, it1 = _fit(FREE, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
+                               cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h, ws, f_cond)
+        if cond_known:
             # the conditional fit does not depend on the yields (see cond_fit_is_constant)
             s2, t_cond, it2 = 0, out[O_T_COND], 0
         else:
-            s2, t_cond, it2 = _fit(1, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
-                                   cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h)
+            s2, t_cond, it2 = _fit(COND, x, data, fbuf, ibuf, fixed2, pvec, poi, mu0,
+                                   cfg_i[CI_MAXIT], cfg_f[CF_TOL], g, h, ws, np.nan)
         status = max(s1, s2)
         n_it = it1 + it2
         muhat = x[0, poi]
@@ -369,10 +393,11 @@ def _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, f
             value = -math.sqrt(q)
             dv = -0.5 / math.sqrt(q) if q > 0.0 else 0.0
         if status == 0 and want == 1 and active and np.isfinite(q):
-            twice_nll_grad_yields(x[1], data, fbuf, ibuf, ctl_i, ctl_f, cfg_i[CI_ASIMOV],
-                                  pvec[PV_ASIMOV], dv, grad)
-            twice_nll_grad_yields(x[0], data, fbuf, ibuf, ctl_i, ctl_f, cfg_i[CI_ASIMOV],
-                                  pvec[PV_ASIMOV], -dv, grad)
+            if full is not None:
+                twice_nll_grad_yields(x[1], data, fbuf, ibuf, ctl_i, ctl_f, cfg_i[CI_ASIMOV],
+                                      pvec[PV_ASIMOV], dv, grad)
+                twice_nll_grad_yields(x[0], data, fbuf, ibuf, ctl_i, ctl_f, cfg_i[CI_ASIMOV],
+                                      pvec[PV_ASIMOV], -dv, grad)
     ok = status == 0 and np.isfinite(value)
     prev = out[O_VALUE]
     if ok:
@@ -484,50 +509,61 @@ def _scratch_size(Q):
 
 
 @jit
-def reset_row(S, P, Q, ibuf, fixed2, g, h):
+def reset_row(S, P, Q, ibuf, fixed2, g, h, ws, full):
     """Start an episode in state row ``S`` from the yields at its head (scratch given)."""
     yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S, P, Q)
-    _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
+    if full is None:  # observed data: no Asimov code compiled
+        _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f)
+    else:
+        _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
     for k in range(x.shape[1]):
         x[0, k] = pvec[PV_INIT, k]
         x[1, k] = pvec[PV_INIT, k]
     out[O_VALUE] = 0.0
     _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, True, g, h)
+                   grad, np.bool_(True), g, h, ws, full)
 
 
 @jit
-def step_row(action, S, P, Q, ibuf, fixed2, g, h):
+def step_row(action, S, P, Q, ibuf, fixed2, g, h, ws, full):
     """One step of state row ``S`` (scratch given); 1 without a change for a non-finite action."""
     for i in range(action.shape[0]):
         if not np.isfinite(action[i]):
             return 1
     yields, fbuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, x, out, grad = _views(S, P, Q)
     _apply_action(action, yields, cfg_i, cfg_f)
-    _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
+    if full is None:  # observed data: no Asimov code compiled
+        _set_yields(yields, fbuf, ibuf, ctl_i, ctl_f)
+    else:
+        _refresh(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, pvec)
     _evaluate_with(yields, fbuf, ibuf, ctl_i, ctl_f, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                   grad, False, g, h)
+                   grad, np.bool_(False), g, h, ws, full)
     return 0
 
 
 @jit
-def env_reset(S, P, Q, ibuf):
+def env_reset(S, P, Q, ibuf, full=True):
     """Start an episode from the yields stored at the head of ``S`` (see the layouts above)."""
     n = _scratch_size(Q)
-    reset_row(S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)))
+    reset_row(S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)),
+              newton_scratch(n, ibuf), full)
 
 
 @jit
-def env_step(action, S, P, Q, ibuf):
+def env_step(action, S, P, Q, ibuf, full=True):
     """One step of the environment whose state is ``S``; returns 1 for a non-finite action."""
     n = _scratch_size(Q)
-    return step_row(action, S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)))
+    return step_row(action, S, P, Q, ibuf, fixed_masks(Q), np.empty(n), np.empty((n, n)),
+                    newton_scratch(n, ibuf), full)
 
 
 # Batched drivers: the fixed masks are built once per call and shared; each thread (or the one
 # thread) allocates its fit scratch once and reuses it for its rows (no allocation per row).
+# Every entry point takes a last argument ``full``: omit it, or pass None when the parameters
+# ask for neither the reward gradient nor Asimov data: numba then compiles neither (a faster
+# first call). Pass nothing else: an explicit bool would compile a third variant.
 @jit_parallel
-def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks):
+def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks, full=True):
     """:func:`env_step` for the rows where ``mask`` (bool [N]) is set: actions [N, n_y]
     float64, S [N, n_state]; ``bad`` [N] int64 receives each row's return code (rows with a
     non-finite action are left untouched).  Rows are split into ``blocks`` contiguous blocks
@@ -539,15 +575,16 @@ def env_step_batch(mask, actions, S, P, Q, ibuf, bad, blocks):
     for c in prange(blocks):
         g = np.empty(n)
         h = np.empty((n, n))
+        ws = newton_scratch(n, ibuf)
         for k in range(c * rows // blocks, (c + 1) * rows // blocks):
             if mask[k]:
-                bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h)
+                bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h, ws, full)
             else:
                 bad[k] = 0
 
 
 @jit_parallel
-def env_reset_batch(mask, S, P, Q, ibuf, blocks):
+def env_reset_batch(mask, S, P, Q, ibuf, blocks, full=True):
     """:func:`env_reset` for the rows where ``mask`` (bool [N]) is set, in ``blocks`` blocks."""
     fixed2 = fixed_masks(Q)
     n = _scratch_size(Q)
@@ -556,32 +593,35 @@ def env_reset_batch(mask, S, P, Q, ibuf, blocks):
     for c in prange(blocks):
         g = np.empty(n)
         h = np.empty((n, n))
+        ws = newton_scratch(n, ibuf)
         for k in range(c * rows // blocks, (c + 1) * rows // blocks):
             if mask[k]:
-                reset_row(S[k], P, Q, ibuf, fixed2, g, h)
+                reset_row(S[k], P, Q, ibuf, fixed2, g, h, ws, full)
 
 
 @jit
-def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad):
+def env_step_batch_serial(mask, actions, S, P, Q, ibuf, bad, full=True):
     """:func:`env_step_batch` in one thread (small batches: no thread start-up cost)."""
     fixed2 = fixed_masks(Q)
     n = _scratch_size(Q)
     g = np.empty(n)
     h = np.empty((n, n))
+    ws = newton_scratch(n, ibuf)
     for k in range(S.shape[0]):
         if mask[k]:
-            bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h)
+            bad[k] = step_row(actions[k], S[k], P, Q, ibuf, fixed2, g, h, ws, full)
         else:
             bad[k] = 0
 
 
 @jit
-def env_reset_batch_serial(mask, S, P, Q, ibuf):
+def env_reset_batch_serial(mask, S, P, Q, ibuf, full=True):
     """:func:`env_reset_batch` in one thread."""
     fixed2 = fixed_masks(Q)
     n = _scratch_size(Q)
     g = np.empty(n)
     h = np.empty((n, n))
+    ws = newton_scratch(n, ibuf)
     for k in range(S.shape[0]):
         if mask[k]:
-            reset_row(S[k], P, Q, ibuf, fixed2, g, h)
+            reset_row(S[k], P, Q, ibuf, fixed2, g, h, ws, full)

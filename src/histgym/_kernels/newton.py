@@ -46,6 +46,12 @@ def _cholesky_into(a, r, low):
             return True
         except Exception:  # noqa: BLE001 - numba raises LinAlgError for non-PD matrices
             return False
+    return _cholesky_loop_into(a, r, low)
+
+
+@jit
+def _cholesky_loop_into(a, r, low):
+    """:func:`_cholesky_into` in histgym's own loop at any size (no LAPACK to compile)."""
     for j in range(r):
         s = a[j, j]
         for k in range(j):
@@ -190,8 +196,31 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
     Returns:
         (status, twice_nll at x, iterations, edm).
     """
+    return newton_fit_scratch(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x,
+                              grad, hess, newton_scratch(pars0.shape[0], ibuf))
+
+
+@jit
+def newton_scratch(n_pars, ibuf):
+    """Work arrays of :func:`newton_fit_scratch` for ``n_pars`` parameters (allocate once per
+    thread, reuse for every fit of the same model layout)."""
+    fv, fd, fd2, gb, mark, touched = hess_scratch(n_pars, ibuf)
+    n = n_pars
+    return (fv, fd, fd2, gb, mark, touched, np.empty(n, dtype=np.int64), np.empty(n),
+            np.empty((n, n)), np.empty((n, n)), np.empty(n), np.empty(n), np.empty(n))
+
+
+@jit
+def newton_fit_scratch(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, grad,
+                       hess, ws, lapack=True):
+    """:func:`newton_fit` with its work arrays ``ws`` from :func:`newton_scratch` (no
+    allocation: batched callers fit many rows per thread).
+
+    ``lapack=None`` factorises every Hessian in histgym's own loop, also above ``SMALL``
+    free parameters: numba then compiles no LAPACK binding (the environments' first step).
+    """
     n = pars0.shape[0]
-    fv, fd, fd2, gb, mark, touched = hess_scratch(n, ibuf)
+    fv, fd, fd2, gb, mark, touched, idx, xn, hr, low, gr, scale, d = ws
     for i in range(n):
         v = pars0[i]
         if not fixed[i]:
@@ -200,13 +229,6 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
     f = twice_nll_hess_scratch(x, data, fbuf, ibuf, grad, hess, fv, fd, fd2, gb, mark, touched)
     if not np.isfinite(f):
         return NON_FINITE, f, 0, np.inf
-    idx = np.empty(n, dtype=np.int64)
-    xn = np.empty(n)
-    hr = np.empty((n, n))
-    low = np.empty((n, n))
-    gr = np.empty(n)
-    scale = np.empty(n)
-    d = np.empty(n)
     damp = 0.0
     edm = np.inf
     it = 0
@@ -236,7 +258,11 @@ def newton_fit(pars0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g
                 for b in range(r):
                     hr[a, b] = hess[idx[a], idx[b]]
                 hr[a, a] += damp * scale[a]
-            if not _cholesky_into(hr, r, low):
+            if lapack is None:
+                pd = _cholesky_loop_into(hr, r, low)
+            else:
+                pd = _cholesky_into(hr, r, low)
+            if not pd:
                 damp = 1e-6 if damp == 0.0 else damp * 10.0
                 if damp > 1e12:
                     break

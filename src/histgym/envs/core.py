@@ -139,6 +139,14 @@ class EnvParams:
         return EnvState(S, np.zeros(n, dtype=np.int64), self.sizes)
 
     @property
+    def kernel_args(self) -> tuple[None, ...]:
+        """Trailing argument of the step/reset kernels: ``(None,)`` when neither the reward
+        gradient nor Asimov data are asked for (a kernel variant compiled without that code,
+        see ``histgym._kernels.env_step``), else ``()``."""
+        o = self.options
+        return () if o["return_gradient"] or o["data"] == "asimov" else (None,)
+
+    @property
     def init(self) -> FloatArray:
         """Initial parameter values (float64 [n_params])."""
         npar = self.model.n_params

@@ -210,6 +210,11 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._out = st.out[0]
         self._grad = st.grad[0]
         self._grad_on = bool(self._params.options["return_gradient"])
+        # the vector environment's serial kernels over one row: one set of kernels to compile
+        self._S2 = st.S
+        self._one = np.ones(1, dtype=bool)
+        self._bad = np.zeros(1, dtype=np.int64)
+        self._ga = self._params.kernel_args
         self._t = int(st.step[0])
 
     def _reset_core(self, y0: FloatArray) -> None:
@@ -217,7 +222,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         st.yields[0] = y0
         st.step[0] = 0
         self._t = 0
-        K.env_reset(self._S, self._P, self._Q, self._ibuf)
+        K.env_reset_batch_serial(self._one, self._S2, self._P, self._Q, self._ibuf, *self._ga)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -274,7 +279,9 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             a = core.check_action(action, self._shape[0])
         if a.shape != self._shape:
             raise InvalidParameters(f"action has shape {a.shape}; expected {self._shape}")
-        if K.env_step(a, self._S, self._P, self._Q, self._ibuf):
+        K.env_step_batch_serial(self._one, a[None], self._S2, self._P, self._Q, self._ibuf,
+                                self._bad, *self._ga)
+        if self._bad[0]:
             bad = np.flatnonzero(~np.isfinite(a))[:5].tolist()
             raise InvalidParameters(f"action has non-finite entries at {bad}")
         self._t += 1

@@ -189,6 +189,7 @@ class HistFactoryVectorEnv(VectorEnv):
         self._bad = np.zeros(self.num_envs, dtype=np.int64)
         self._all = np.ones(self.num_envs, dtype=bool)
         self._start0 = core.start_yields_batch(p, [np.random.default_rng(0)])
+        self._ga = p.kernel_args
         self.parallel = parallel
         self._spec: Any = None
 
@@ -233,16 +234,17 @@ class HistFactoryVectorEnv(VectorEnv):
         st.yields[rows] = yields
         st.step[rows] = 0
         if self._use_threads():
-            K.env_reset_batch(mask, st.S, p.P, p.Q, p.ibuf, _jit.thread_count())
+            K.env_reset_batch(mask, st.S, p.P, p.Q, p.ibuf, _jit.thread_count(), *self._ga)
         else:
-            K.env_reset_batch_serial(mask, st.S, p.P, p.Q, p.ibuf)
+            K.env_reset_batch_serial(mask, st.S, p.P, p.Q, p.ibuf, *self._ga)
 
     def _step_rows(self, mask: BoolArray, a: FloatArray) -> None:
         st, p = self._st, self._params
         if self._use_threads():
-            K.env_step_batch(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, _jit.thread_count())
+            K.env_step_batch(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, _jit.thread_count(),
+                             *self._ga)
         else:
-            K.env_step_batch_serial(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad)
+            K.env_step_batch_serial(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, *self._ga)
         st.step[mask] += 1
 
     # ------------------------------------------------------------------ gymnasium API
