@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
 
@@ -117,6 +118,9 @@ def main() -> None:
     import torch
     from stable_baselines3.common.env_util import make_vec_env
 
+    import numba
+
+    numba.get_num_threads()  # start numba's OpenMP pool first: starting it later resets torch's
     torch.set_num_threads(args.threads)
     ws = histgym.example_workspace()
     ws_json = json.dumps(ws)
@@ -126,12 +130,14 @@ def main() -> None:
             ws, channel="SR", sample="signal", **NOTEBOOK_ENV), clock), n_envs=4, seed=args.seed)
 
     candidates: list[tuple[str, Any]] = [("histgym DummyVecEnv", histgym_dummy)]
+    # (the native vector env comes second; ratios are over the DummyVecEnv row)
     try:
         from histgym.sb3 import make_vec_env as native_make_vec_env  # issue 8's adapter
 
         def histgym_native(clock: Clock) -> Any:
             venv = native_make_vec_env(histgym.example_workspace(), n_envs=4, seed=args.seed,
-                                       channel="SR", sample="signal", **NOTEBOOK_ENV)
+                                       env_kwargs=dict(channel="SR", sample="signal",
+                                                       **NOTEBOOK_ENV))
             inner_step, inner_reset = venv.step_wait, venv.reset
 
             def step_wait() -> Any:
@@ -172,7 +178,9 @@ def main() -> None:
 
     print(f"reference notebook PPO: {args.steps} steps, 4 envs, {NOTEBOOK_PPO}, "
           f"torch threads {args.threads}; task {NOTEBOOK_ENV}")
+    print(f"load average before: {os.getloadavg()}", flush=True)
     rows = [run(name, make, args.steps, args.seed) for name, make in candidates]
+    print(f"load average after: {os.getloadavg()}; torch threads {torch.get_num_threads()}")
     base = rows[0]["wall_s"]
     print(f"{'environment':24s} {'wall s':>8s} {'steps/s':>8s} {'in env':>7s} {'env s':>7s} "
           f"{'wall / histgym':>15s}")

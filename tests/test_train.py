@@ -19,12 +19,13 @@ from histgym.train import (  # noqa: E402
     ALGOS,
     DEFAULT_ALGO,
     DEFAULT_HYPERPARAMS,
+    DEFAULT_N_ENVS,
     algorithm_class,
     load_agent,
     train,
 )
 
-SHORT = ["--timesteps", "256", "--n-envs", "2", "--max-steps", "8"]
+SHORT = ["--timesteps", "256", "--n-envs", "4", "--max-steps", "8"]  # PPO: one rollout of 4 x 64
 FIGURES = {"episode.png": (450, 1500), "training.png": (450, 700), "fit_SR.png": (450, 1200)}
 
 
@@ -62,7 +63,7 @@ def test_train_writes_a_complete_run_folder(run):
     assert run["code"] == 0, run["stderr"]
     assert not run["new_sb3_dirs"], "SB3 left a temp folder"
     config = json.loads((path / "config.json").read_text())
-    assert config["algo"] == DEFAULT_ALGO and config["seed"] == 0 and config["n_envs"] == 2
+    assert config["algo"] == DEFAULT_ALGO and config["seed"] == 0 and config["n_envs"] == 4
     assert config["env_kwargs"]["max_steps"] == 8 and config["env_kwargs"]["reward_metric"] == "z0"
     assert config["hyperparams"] == DEFAULT_HYPERPARAMS[DEFAULT_ALGO]
     assert {"histgym", "stable-baselines3", "torch", "numpy"} <= set(config["versions"])
@@ -193,7 +194,7 @@ def test_rl_zoo_hyperparameters_follow_the_defaults(algo):
 
     hp = importlib.import_module(f"histgym.zoo.{algo}").hyperparams
     entry = hp["histgym/GaussianBump-v0"]
-    assert entry["env_kwargs"] == DEFAULT_TASK and entry["n_envs"] == 4
+    assert entry["env_kwargs"] == DEFAULT_TASK and entry["n_envs"] == DEFAULT_N_ENVS
     assert entry["normalize"] == (DEFAULT_NORMALIZE[algo] or False)
     for key, value in DEFAULT_HYPERPARAMS[algo].items():
         assert entry[key] == value
