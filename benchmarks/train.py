@@ -13,7 +13,9 @@ This script runs exactly that, one run each, in the same process:
   ends the episode with reward 0 in the shim);
 
 with one torch thread (``--threads``), and prints wall times, the ratios, and the fraction of
-the training time spent inside ``env.step``/``reset`` (timed around the environments' calls).
+the training time spent in the environments (timed around each VecEnv's ``step_wait`` and
+``reset``, so DummyVecEnv's bookkeeping counts as environment time, as the native adapter's
+does).
 
     PYTHONPATH=src python benchmarks/train.py                 # 20 000 steps (~2-4 min)
     PYTHONPATH=src python benchmarks/train.py --steps 4096    # quick look
@@ -42,26 +44,6 @@ class Clock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-
-
-class TimedEnv(gymnasium.Wrapper):
-    """Adds the time of each ``step``/``reset`` to a :class:`Clock`."""
-
-    def __init__(self, env: Any, clock: Clock) -> None:
-        super().__init__(env)
-        self.clock = clock
-
-    def step(self, action: Any) -> Any:
-        t0 = time.perf_counter()
-        out = self.env.step(action)
-        self.clock.seconds += time.perf_counter() - t0
-        return out
-
-    def reset(self, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        out = self.env.reset(**kwargs)
-        self.clock.seconds += time.perf_counter() - t0
-        return out
 
 
 class NextstatShim(gymnasium.Env):
@@ -125,9 +107,29 @@ def main() -> None:
     ws = histgym.example_workspace()
     ws_json = json.dumps(ws)
 
+    def timed(venv: Any, clock: Clock) -> Any:
+        """Time the VecEnv's ``step_wait``/``reset`` (the same boundary for every candidate:
+        DummyVecEnv's own bookkeeping and Monitor wrappers count as environment time)."""
+        inner_step, inner_reset = venv.step_wait, venv.reset
+
+        def step_wait() -> Any:
+            t0 = time.perf_counter()
+            out = inner_step()
+            clock.seconds += time.perf_counter() - t0
+            return out
+
+        def reset() -> Any:
+            t0 = time.perf_counter()
+            out = inner_reset()
+            clock.seconds += time.perf_counter() - t0
+            return out
+
+        venv.step_wait, venv.reset = step_wait, reset
+        return venv
+
     def histgym_dummy(clock: Clock) -> Any:
-        return make_vec_env(lambda: TimedEnv(histgym.make_histfactory_env(
-            ws, channel="SR", sample="signal", **NOTEBOOK_ENV), clock), n_envs=4, seed=args.seed)
+        return timed(make_vec_env(lambda: histgym.make_histfactory_env(
+            ws, channel="SR", sample="signal", **NOTEBOOK_ENV), n_envs=4, seed=args.seed), clock)
 
     candidates: list[tuple[str, Any]] = [("histgym DummyVecEnv", histgym_dummy)]
     # (the native vector env comes second; ratios are over the DummyVecEnv row)
@@ -135,25 +137,9 @@ def main() -> None:
         from histgym.sb3 import make_vec_env as native_make_vec_env  # issue 8's adapter
 
         def histgym_native(clock: Clock) -> Any:
-            venv = native_make_vec_env(histgym.example_workspace(), n_envs=4, seed=args.seed,
-                                       env_kwargs=dict(channel="SR", sample="signal",
-                                                       **NOTEBOOK_ENV))
-            inner_step, inner_reset = venv.step_wait, venv.reset
-
-            def step_wait() -> Any:
-                t0 = time.perf_counter()
-                out = inner_step()
-                clock.seconds += time.perf_counter() - t0
-                return out
-
-            def reset() -> Any:
-                t0 = time.perf_counter()
-                out = inner_reset()
-                clock.seconds += time.perf_counter() - t0
-                return out
-
-            venv.step_wait, venv.reset = step_wait, reset
-            return venv
+            return timed(native_make_vec_env(
+                histgym.example_workspace(), n_envs=4, seed=args.seed,
+                env_kwargs=dict(channel="SR", sample="signal", **NOTEBOOK_ENV)), clock)
 
         candidates.append(("histgym native vector", histgym_native))
     except ImportError:
@@ -162,8 +148,8 @@ def main() -> None:
         import nextstat.gym  # noqa: F401
 
         def nextstat_shim(clock: Clock) -> Any:
-            return make_vec_env(lambda: TimedEnv(NextstatShim(ws_json, **NOTEBOOK_ENV), clock),
-                                n_envs=4, seed=args.seed)
+            return timed(make_vec_env(lambda: NextstatShim(ws_json, **NOTEBOOK_ENV), n_envs=4,
+                                      seed=args.seed), clock)
 
         candidates.append(("nextstat shim", nextstat_shim))
     except ImportError:
