@@ -199,3 +199,20 @@ def test_rl_zoo_hyperparameters_follow_the_defaults(algo):
     for key, value in DEFAULT_HYPERPARAMS[algo].items():
         assert entry[key] == value
     assert "histgym/HistFactory-v0" in hp
+
+
+def test_one_torch_thread_survives_the_vector_envs_first_reset():
+    """numba's OpenMP pool, started at the first reset, must not reset torch's thread count."""
+    import subprocess
+    import sys
+
+    code = ("import torch, histgym.train as T\n"
+            "T._with_threads(1)\n"
+            "from histgym.sb3 import make_vec_env\n"
+            "make_vec_env(n_envs=4, seed=0).reset()\n"
+            "print(torch.get_num_threads())\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=600, check=True).stdout
+    assert out.split()[-1] == "1"
