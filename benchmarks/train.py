@@ -13,7 +13,9 @@ This script runs exactly that, one run each, in the same process:
   ends the episode with reward 0 in the shim);
 
 with one torch thread (``--threads``), and prints wall times, the ratios, and the fraction of
-the training time spent inside ``env.step``/``reset`` (timed around the environments' calls).
+the training time spent in the environments (timed around each VecEnv's ``step_wait`` and
+``reset``, so DummyVecEnv's bookkeeping counts as environment time, as the native adapter's
+does).
 
     PYTHONPATH=src python benchmarks/train.py                 # 20 000 steps (~2-4 min)
     PYTHONPATH=src python benchmarks/train.py --steps 4096    # quick look
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
 
@@ -41,26 +44,6 @@ class Clock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-
-
-class TimedEnv(gymnasium.Wrapper):
-    """Adds the time of each ``step``/``reset`` to a :class:`Clock`."""
-
-    def __init__(self, env: Any, clock: Clock) -> None:
-        super().__init__(env)
-        self.clock = clock
-
-    def step(self, action: Any) -> Any:
-        t0 = time.perf_counter()
-        out = self.env.step(action)
-        self.clock.seconds += time.perf_counter() - t0
-        return out
-
-    def reset(self, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        out = self.env.reset(**kwargs)
-        self.clock.seconds += time.perf_counter() - t0
-        return out
 
 
 class NextstatShim(gymnasium.Env):
@@ -117,37 +100,46 @@ def main() -> None:
     import torch
     from stable_baselines3.common.env_util import make_vec_env
 
+    import numba
+
+    numba.get_num_threads()  # start numba's OpenMP pool first: starting it later resets torch's
     torch.set_num_threads(args.threads)
     ws = histgym.example_workspace()
     ws_json = json.dumps(ws)
 
+    def timed(venv: Any, clock: Clock) -> Any:
+        """Time the VecEnv's ``step_wait``/``reset`` (the same boundary for every candidate:
+        DummyVecEnv's own bookkeeping and Monitor wrappers count as environment time)."""
+        inner_step, inner_reset = venv.step_wait, venv.reset
+
+        def step_wait() -> Any:
+            t0 = time.perf_counter()
+            out = inner_step()
+            clock.seconds += time.perf_counter() - t0
+            return out
+
+        def reset() -> Any:
+            t0 = time.perf_counter()
+            out = inner_reset()
+            clock.seconds += time.perf_counter() - t0
+            return out
+
+        venv.step_wait, venv.reset = step_wait, reset
+        return venv
+
     def histgym_dummy(clock: Clock) -> Any:
-        return make_vec_env(lambda: TimedEnv(histgym.make_histfactory_env(
-            ws, channel="SR", sample="signal", **NOTEBOOK_ENV), clock), n_envs=4, seed=args.seed)
+        return timed(make_vec_env(lambda: histgym.make_histfactory_env(
+            ws, channel="SR", sample="signal", **NOTEBOOK_ENV), n_envs=4, seed=args.seed), clock)
 
     candidates: list[tuple[str, Any]] = [("histgym DummyVecEnv", histgym_dummy)]
+    # (the native vector env comes second; ratios are over the DummyVecEnv row)
     try:
         from histgym.sb3 import make_vec_env as native_make_vec_env  # issue 8's adapter
 
         def histgym_native(clock: Clock) -> Any:
-            venv = native_make_vec_env(histgym.example_workspace(), n_envs=4, seed=args.seed,
-                                       channel="SR", sample="signal", **NOTEBOOK_ENV)
-            inner_step, inner_reset = venv.step_wait, venv.reset
-
-            def step_wait() -> Any:
-                t0 = time.perf_counter()
-                out = inner_step()
-                clock.seconds += time.perf_counter() - t0
-                return out
-
-            def reset() -> Any:
-                t0 = time.perf_counter()
-                out = inner_reset()
-                clock.seconds += time.perf_counter() - t0
-                return out
-
-            venv.step_wait, venv.reset = step_wait, reset
-            return venv
+            return timed(native_make_vec_env(
+                histgym.example_workspace(), n_envs=4, seed=args.seed,
+                env_kwargs=dict(channel="SR", sample="signal", **NOTEBOOK_ENV)), clock)
 
         candidates.append(("histgym native vector", histgym_native))
     except ImportError:
@@ -156,8 +148,8 @@ def main() -> None:
         import nextstat.gym  # noqa: F401
 
         def nextstat_shim(clock: Clock) -> Any:
-            return make_vec_env(lambda: TimedEnv(NextstatShim(ws_json, **NOTEBOOK_ENV), clock),
-                                n_envs=4, seed=args.seed)
+            return timed(make_vec_env(lambda: NextstatShim(ws_json, **NOTEBOOK_ENV), n_envs=4,
+                                      seed=args.seed), clock)
 
         candidates.append(("nextstat shim", nextstat_shim))
     except ImportError:
@@ -172,7 +164,9 @@ def main() -> None:
 
     print(f"reference notebook PPO: {args.steps} steps, 4 envs, {NOTEBOOK_PPO}, "
           f"torch threads {args.threads}; task {NOTEBOOK_ENV}")
+    print(f"load average before: {os.getloadavg()}", flush=True)
     rows = [run(name, make, args.steps, args.seed) for name, make in candidates]
+    print(f"load average after: {os.getloadavg()}; torch threads {torch.get_num_threads()}")
     base = rows[0]["wall_s"]
     print(f"{'environment':24s} {'wall s':>8s} {'steps/s':>8s} {'in env':>7s} {'env s':>7s} "
           f"{'wall / histgym':>15s}")

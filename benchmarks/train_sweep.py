@@ -72,20 +72,47 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "sac": dict(algo="sac", normalize=dict(norm_obs=True, norm_reward=False),
                 hyperparams=dict(learning_rate=1e-3, train_freq=64, gradient_steps=16,
                                  batch_size=256, learning_starts=1024, gamma=0.99)),
+    # --- second sweep (2026-12-02 afternoon): fewer, larger gradient steps on more envs, so
+    # that the default run trains in well under a minute (PPO.train's minibatch updates were
+    # ~70% of the time: n_epochs * timesteps / batch_size of them).
+    "ppo16-b256-e5-lr1e-3": dict(algo="ppo", normalize=None, n_envs=16,
+                                 hyperparams=dict(learning_rate=1e-3, n_steps=64, batch_size=256,
+                                                  n_epochs=5, gamma=0.99)),
+    "ppo16-b256-e10-lr3e-4": dict(algo="ppo", normalize=None, n_envs=16,
+                                  hyperparams=dict(learning_rate=3e-4, n_steps=64,
+                                                   batch_size=256, n_epochs=10, gamma=0.99)),
+    "ppo16-b256-e10-lr1e-3": dict(algo="ppo", normalize=None, n_envs=16,
+                                  hyperparams=dict(learning_rate=1e-3, n_steps=64,
+                                                   batch_size=256, n_epochs=10, gamma=0.99)),
+    "ppo8-b128-e5-lr1e-3": dict(algo="ppo", normalize=None, n_envs=8,
+                                hyperparams=dict(learning_rate=1e-3, n_steps=128, batch_size=128,
+                                                 n_epochs=5, gamma=0.99)),
+    "ppo16-b512-e10-lr1e-3": dict(algo="ppo", normalize=None, n_envs=16,
+                                  hyperparams=dict(learning_rate=1e-3, n_steps=128,
+                                                   batch_size=512, n_epochs=10, gamma=0.99)),
+    "ppo16-b256-e5-lr1e-3-std-1": dict(algo="ppo", normalize=None, n_envs=16,
+                                       hyperparams=dict(learning_rate=1e-3, n_steps=64,
+                                                        batch_size=256, n_epochs=5, gamma=0.99,
+                                                        policy_kwargs=dict(log_std_init=-1.0))),
+    "ppo16-b256-e5-lr1e-3-vn": dict(algo="ppo", n_envs=16,
+                                    normalize=dict(norm_obs=True, norm_reward=True),
+                                    hyperparams=dict(learning_rate=1e-3, n_steps=64,
+                                                     batch_size=256, n_epochs=5, gamma=0.99)),
 }
 
 
-def run(name: str, seed: int, timesteps: int, n_envs: int) -> dict[str, Any]:
+def run(name: str, seed: int, timesteps: int, n_envs: int | None) -> dict[str, Any]:
     """Train one configuration for ``timesteps`` steps and evaluate it (no run folder)."""
     from histgym.train import train
 
     cfg = CONFIGS[name]
+    n_envs = int(n_envs if n_envs is not None else cfg.get("n_envs", 4))
     t0 = time.perf_counter()
     result = train(algo=cfg["algo"], hyperparams=cfg["hyperparams"], normalize=cfg["normalize"],
                    total_timesteps=timesteps, n_envs=n_envs, seed=seed, out=None,
                    progress=False, references=("greedy",), figures=False)
     m = result.metrics
-    return dict(config=name, seed=seed, timesteps=timesteps,
+    return dict(config=name, seed=seed, timesteps=timesteps, n_envs=n_envs,
                 trained=m["returns"]["trained"], greedy=m["returns"]["greedy"],
                 final=m["final_value"]["trained"], train_s=m["train_seconds"],
                 steps_per_s=m["env_steps_per_second"], total_s=time.perf_counter() - t0)
@@ -96,18 +123,24 @@ def main() -> None:
     ap.add_argument("--configs", nargs="*", default=list(CONFIGS))
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--timesteps", type=int, default=50_000)
-    ap.add_argument("--n-envs", type=int, default=4)
+    ap.add_argument("--n-envs", type=int, default=None,
+                    help="environments (default: the configuration's, else 4)")
     ap.add_argument("--md", default=None, help="append the markdown table to this file")
     ap.add_argument("--json", default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     rows = []
-    header = "| config | seed | steps | return | greedy | final Z0 | train s | env-steps/s |"
-    print(header + "\n|---|---|---|---|---|---|---|---|", flush=True)
+    import os
+
+    header = ("| config | envs | seed | steps | return | greedy | final Z0 | train s "
+              "| env-steps/s |")
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    print(f"load average {os.getloadavg()}", flush=True)
+    print(header + "\n" + rule, flush=True)
     for name in args.configs:
         for seed in args.seeds:
             r = run(name, seed, args.timesteps, args.n_envs)
             rows.append(r)
-            print(f"| {name} | {seed} | {r['timesteps']} | {r['trained']:.1f} | "
+            print(f"| {name} | {r['n_envs']} | {seed} | {r['timesteps']} | {r['trained']:.1f} | "
                   f"{r['greedy']:.1f} | {r['final']:.3f} | {r['train_s']:.1f} | "
                   f"{r['steps_per_s']:.0f} |", flush=True)
     if args.json:
@@ -115,11 +148,13 @@ def main() -> None:
             json.dump(rows, f, indent=1)
     if args.md:
         with open(args.md, "a") as f:
-            f.write(header + "\n|---|---|---|---|---|---|---|---|\n")
+            f.write(header + "\n" + rule + "\n")
             for r in rows:
-                f.write(f"| {r['config']} | {r['seed']} | {r['timesteps']} | {r['trained']:.1f} "
+                f.write(f"| {r['config']} | {r['n_envs']} | {r['seed']} | {r['timesteps']} "
+                        f"| {r['trained']:.1f} "
                         f"| {r['greedy']:.1f} | {r['final']:.3f} | {r['train_s']:.1f} | "
                         f"{r['steps_per_s']:.0f} |\n")
+    print(f"load average {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":

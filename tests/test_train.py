@@ -19,12 +19,13 @@ from histgym.train import (  # noqa: E402
     ALGOS,
     DEFAULT_ALGO,
     DEFAULT_HYPERPARAMS,
+    DEFAULT_N_ENVS,
     algorithm_class,
     load_agent,
     train,
 )
 
-SHORT = ["--timesteps", "256", "--n-envs", "2", "--max-steps", "8"]
+SHORT = ["--timesteps", "256", "--n-envs", "4", "--max-steps", "8"]  # PPO: one rollout of 4 x 64
 FIGURES = {"episode.png": (450, 1500), "training.png": (450, 700), "fit_SR.png": (450, 1200)}
 
 
@@ -62,7 +63,7 @@ def test_train_writes_a_complete_run_folder(run):
     assert run["code"] == 0, run["stderr"]
     assert not run["new_sb3_dirs"], "SB3 left a temp folder"
     config = json.loads((path / "config.json").read_text())
-    assert config["algo"] == DEFAULT_ALGO and config["seed"] == 0 and config["n_envs"] == 2
+    assert config["algo"] == DEFAULT_ALGO and config["seed"] == 0 and config["n_envs"] == 4
     assert config["env_kwargs"]["max_steps"] == 8 and config["env_kwargs"]["reward_metric"] == "z0"
     assert config["hyperparams"] == DEFAULT_HYPERPARAMS[DEFAULT_ALGO]
     assert {"histgym", "stable-baselines3", "torch", "numpy"} <= set(config["versions"])
@@ -193,8 +194,25 @@ def test_rl_zoo_hyperparameters_follow_the_defaults(algo):
 
     hp = importlib.import_module(f"histgym.zoo.{algo}").hyperparams
     entry = hp["histgym/GaussianBump-v0"]
-    assert entry["env_kwargs"] == DEFAULT_TASK and entry["n_envs"] == 4
+    assert entry["env_kwargs"] == DEFAULT_TASK and entry["n_envs"] == DEFAULT_N_ENVS
     assert entry["normalize"] == (DEFAULT_NORMALIZE[algo] or False)
     for key, value in DEFAULT_HYPERPARAMS[algo].items():
         assert entry[key] == value
     assert "histgym/HistFactory-v0" in hp
+
+
+def test_one_torch_thread_survives_the_vector_envs_first_reset():
+    """numba's OpenMP pool, started at the first reset, must not reset torch's thread count."""
+    import subprocess
+    import sys
+
+    code = ("import torch, histgym.train as T\n"
+            "T._with_threads(1)\n"
+            "from histgym.sb3 import make_vec_env\n"
+            "make_vec_env(n_envs=4, seed=0).reset()\n"
+            "print(torch.get_num_threads())\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=600, check=True).stdout
+    assert out.split()[-1] == "1"

@@ -217,7 +217,7 @@ def _train_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from .train import DEFAULT_TIMESTEPS, train
+    from .train import DEFAULT_N_ENVS, DEFAULT_TIMESTEPS, train
 
     workspace = args.workspace or args.workspace_opt
     if workspace is not None:
@@ -228,7 +228,9 @@ def _cmd_train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     steps = args.timesteps if args.timesteps is not None else DEFAULT_TIMESTEPS
     what = (f"continuing {args.resume}" if args.resume else
             f"{args.algo.upper()} on {workspace or 'the built-in example (8-bin Gaussian bump)'}")
-    print(f"histgym train: {what}, {steps} steps, {args.n_envs} envs, seed {args.seed}",
+    envs = args.n_envs if args.n_envs is not None else (
+        "the run's" if args.resume else DEFAULT_N_ENVS)
+    print(f"histgym train: {what}, {steps} steps, {envs} envs, seed {args.seed}",
           file=sys.stderr)
     result = train(workspace, channel=args.channel, sample=args.sample,
                    env_kwargs=_train_env_kwargs(args), algo=args.algo, total_timesteps=steps,
@@ -257,14 +259,14 @@ def _cmd_plot(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def _cmd_demo(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from .interpret import rank_impact
     from .model import from_pyhf
-    from .train import train
+    from .train import NOTEBOOK_PPO, train
 
     print(f"histgym demo: the nextstat.gym PPO notebook's workflow on the built-in example "
           f"(random baseline, PPO {args.timesteps} steps through make_vec_env, evaluation, "
           f"figures, ranking)", file=sys.stderr)
     out_dir = args.out or _demo_dir()
     result = train(algo="ppo", total_timesteps=args.timesteps, n_envs=4, seed=args.seed,
-                   out=out_dir,
+                   out=out_dir, hyperparams=NOTEBOOK_PPO,
                    references=("random", "idle", "greedy"), progress=not args.no_progress)
     lines = [result.table(), ""]
     ranks = {}
@@ -289,7 +291,7 @@ def _demo_dir() -> str:
 
 
 def _add_train_parsers(sub: Any) -> None:
-    from .train import ALGOS, DEFAULT_ALGO
+    from .train import ALGOS, DEFAULT_ALGO, DEFAULT_N_ENVS, DEFAULT_TIMESTEPS
 
     sp = sub.add_parser("train", help="train an RL agent and write a run folder (train extra)",
                         description="Train an agent (PPO by default) on a histgym task; write "
@@ -308,8 +310,10 @@ def _add_train_parsers(sub: Any) -> None:
     sp.add_argument("--algo", default=DEFAULT_ALGO, choices=list(ALGOS),
                     help=f"SB3 algorithm (default {DEFAULT_ALGO}; tqc, trpo, ars need sb3-contrib)")
     sp.add_argument("--timesteps", type=int, default=None,
-                    help="environment steps (default 150000; with --resume: additional steps)")
-    sp.add_argument("--n-envs", type=int, default=4, help="parallel environments (default 4)")
+                    help=f"environment steps (default {DEFAULT_TIMESTEPS}; with --resume: "
+                    "additional steps)")
+    sp.add_argument("--n-envs", type=int, default=None,
+                    help=f"environments stepped together (default {DEFAULT_N_ENVS})")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--hyperparams", default=None,
                     help="JSON object overriding the algorithm's defaults")

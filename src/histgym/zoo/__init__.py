@@ -29,6 +29,7 @@ def zoo_hyperparams(algo: str) -> dict[str, dict[str, Any]]:
     """
     from ..train import (
         DEFAULT_HYPERPARAMS,
+        DEFAULT_N_ENVS,
         DEFAULT_NORMALIZE,
         DEFAULT_TASK,
         DEFAULT_TIMESTEPS,
@@ -36,7 +37,8 @@ def zoo_hyperparams(algo: str) -> dict[str, dict[str, Any]]:
 
     hp = copy.deepcopy(DEFAULT_HYPERPARAMS[algo])
     normalize: Any = dict(DEFAULT_NORMALIZE[algo] or {}) or False
-    base = dict(n_envs=4, n_timesteps=DEFAULT_TIMESTEPS, policy=hp.pop("policy", "MlpPolicy"),
+    base = dict(n_envs=DEFAULT_N_ENVS, n_timesteps=DEFAULT_TIMESTEPS,
+                policy=hp.pop("policy", "MlpPolicy"),
                 normalize=normalize, **hp)
     return {
         "histgym/GaussianBump-v0": dict(base, env_kwargs=dict(DEFAULT_TASK)),
