@@ -2,14 +2,15 @@
 (CMA-ES, coordinate ascent, grid scan, random search).
 
     PYTHONPATH=src python benchmarks/analysis_ppo.py [--timesteps 300000] [--n-envs 4]
-    # the documented run (benchmarks/README.md):
-    PYTHONPATH=src python benchmarks/analysis_ppo.py --timesteps 400000 --n-envs 8 \
-        --n-steps 1024 --batch-size 256 --lr-schedule linear --vecnormalize
+    # runs recorded in benchmarks/README.md:
+    PYTHONPATH=src python benchmarks/analysis_ppo.py --timesteps 200000 --max-steps 40
+    PYTHONPATH=src python benchmarks/analysis_ppo.py --timesteps 300000 --lr-schedule linear
 
 Prints the expected Z0 of the starting analysis, of each baseline's best analysis and of the
-analysis the deterministic policy ends its episode at (from the starting analysis), every
-``timesteps / 20`` steps and for the FINAL policy (``ppo_final``, the number compared with the
-baselines; ``ppo_best_checkpoint`` is only informative).  Without options PPO runs with SB3's
+analysis the deterministic policy ends its episode at (from the starting analysis): after the
+first rollout past every ``timesteps / 20`` steps (before that rollout's update), and for the
+FINAL policy (``ppo_final``, the number compared with the baselines; ``ppo_best_checkpoint``
+is only informative).  Without options PPO runs with SB3's
 default hyperparameters.  ``--vecnormalize`` wraps the environments in SB3's ``VecNormalize``
 (observations and rewards); evaluation then uses its frozen observation statistics.
 """
