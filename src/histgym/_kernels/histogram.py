@@ -228,8 +228,7 @@ def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
     (process, up view, up column, down view, down column).
     Normalised templates as cabinetry's ``NormPlusShape``: ``NU = sum(up) / sum(nominal)``,
     ``HU = up / NU`` (likewise down); a process without selected events gets ``NU = ND = 1``
-    and ``HU = HD = Y``.  ``T`` is indexed flat (offsets as :func:`t_size`; no reshape, whose
-    error path is costly to compile).
+    and ``HU = HD = Y``.  ``T`` is indexed flat (offsets as :func:`t_size`).
     """
     P = proc_view.shape[0]
     B = ek.shape[0] - 1
