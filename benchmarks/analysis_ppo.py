@@ -1,10 +1,18 @@
-"""PPO (Stable-Baselines3, default hyperparameters) on the built-in analysis-design task,
-against the analysis baselines (CMA-ES, coordinate ascent, grid scan, random search).
+"""PPO (Stable-Baselines3) on the built-in analysis-design task, against the analysis baselines
+(CMA-ES, coordinate ascent, grid scan, random search).
 
     PYTHONPATH=src python benchmarks/analysis_ppo.py [--timesteps 300000] [--n-envs 4]
+    # runs recorded in benchmarks/README.md:
+    PYTHONPATH=src python benchmarks/analysis_ppo.py --timesteps 200000 --max-steps 40
+    PYTHONPATH=src python benchmarks/analysis_ppo.py --timesteps 300000 --lr-schedule linear
 
 Prints the expected Z0 of the starting analysis, of each baseline's best analysis and of the
-analysis PPO's deterministic policy ends its episode at, and the ratio PPO / best baseline.
+analysis the deterministic policy ends its episode at (from the starting analysis): after the
+first rollout past every ``timesteps / 20`` steps (before that rollout's update), and for the
+FINAL policy (``ppo_final``, the number compared with the baselines; ``ppo_best_checkpoint``
+is only informative).  Without options PPO runs with SB3's
+default hyperparameters.  ``--vecnormalize`` wraps the environments in SB3's ``VecNormalize``
+(observations and rewards); evaluation then uses its frozen observation statistics.
 """
 
 from __future__ import annotations
@@ -25,6 +33,13 @@ def main() -> None:
     ap.add_argument("--reward-mode", default="delta")
     ap.add_argument("--cut-scale", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-steps", type=int, default=2048, help="PPO rollout length per env")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--learning-rate", type=float, default=3e-4)
+    ap.add_argument("--lr-schedule", choices=("constant", "linear"), default="constant",
+                    help="linear: decays to 0 at the end of training")
+    ap.add_argument("--vecnormalize", action="store_true")
+    ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
 
@@ -32,7 +47,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from histgym import agents
     from histgym.envs.analysis import AnalysisCore, AnalysisEnv
@@ -43,37 +58,65 @@ def main() -> None:
     res: dict[str, float] = {}
     ref = AnalysisEnv(core=core)
     res["start"] = agents.start_analysis(ref)["value"]
-    t = time.time()
-    res["cmaes"] = agents.cmaes_analysis(ref, max_evals=3000, seed=args.seed)["value"]
-    res["coordinate"] = agents.coordinate_ascent_analysis(ref, max_evals=3000)["value"]
-    res["grid"] = agents.grid_scan_cuts(ref, 8)["value"]
-    res["random"] = agents.random_analysis_search(ref, 1000, seed=args.seed)["value"]
-    print(f"baselines ({time.time() - t:.0f} s):", json.dumps(res), flush=True)
+    if not args.skip_baselines:
+        t = time.time()
+        res["cmaes"] = agents.cmaes_analysis(ref, max_evals=3000, seed=args.seed)["value"]
+        res["coordinate"] = agents.coordinate_ascent_analysis(ref, max_evals=3000)["value"]
+        res["grid"] = agents.grid_scan_cuts(ref, 8)["value"]
+        res["random"] = agents.random_analysis_search(ref, 1000, seed=args.seed)["value"]
+        print(f"baselines ({time.time() - t:.0f} s):", json.dumps(res), flush=True)
 
     venv = DummyVecEnv([lambda: AnalysisEnv(core=core, max_steps=args.max_steps)
                         for _ in range(args.n_envs)])
-    model = PPO("MlpPolicy", venv, seed=args.seed, device="cpu", verbose=0)
-    t = time.time()
-    chunk = max(args.timesteps // 20, 2048)
-    done = 0
+    if args.vecnormalize:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
+    lr = args.learning_rate
+    learning_rate = (lambda f: f * lr) if args.lr_schedule == "linear" else lr
+    model = PPO("MlpPolicy", venv, seed=args.seed, device="cpu", verbose=0,
+                n_steps=args.n_steps, batch_size=args.batch_size, learning_rate=learning_rate)
     env = AnalysisEnv(core=core, max_steps=args.max_steps)
-    best_ppo = -np.inf
-    while done < args.timesteps:
-        model.learn(total_timesteps=chunk, reset_num_timesteps=False)
-        done += chunk
+
+    def final_z0() -> float:
+        """Z0 where one deterministic episode of the current policy ends."""
         obs, info = env.reset()
         for _ in range(args.max_steps):
-            a, _ = model.predict(obs, deterministic=True)
+            o = venv.normalize_obs(obs) if args.vecnormalize else obs
+            a, _ = model.predict(o, deterministic=True)
             obs, _, _, _, info = env.step(a)
-        best_ppo = max(best_ppo, info["value"])
-        print(f"{done:8d} steps ({time.time() - t:5.0f} s): PPO final Z0 {info['value']:.4f}",
-              flush=True)
-    res["ppo_final"] = info["value"]
+        return float(info["value"])
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    every = max(args.timesteps // 20, 1)
+    curve: list[tuple[int, float]] = []
+
+    class Curve(BaseCallback):
+        """Evaluates the deterministic policy about every ``timesteps / 20`` steps."""
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if self.num_timesteps >= (len(curve) + 1) * every:
+                z = final_z0()
+                curve.append((self.num_timesteps, z))
+                print(f"{self.num_timesteps:8d} steps ({time.time() - t:5.0f} s): "
+                      f"PPO final Z0 {z:.4f}", flush=True)
+
+    t = time.time()
+    model.learn(total_timesteps=args.timesteps, callback=Curve())
+    z = final_z0()  # the final policy
+    print(f"{model.num_timesteps:8d} steps ({time.time() - t:5.0f} s): final policy, "
+          f"final Z0 {z:.4f}", flush=True)
+    best_ppo = max([z] + [c[1] for c in curve])
+    res["ppo_final"] = z
     res["ppo_best_checkpoint"] = best_ppo
-    best = max(res[k] for k in ("cmaes", "coordinate", "grid", "random"))
-    res["ppo_over_best_baseline"] = res["ppo_final"] / best
+    if not args.skip_baselines:
+        best = max(res[k] for k in ("cmaes", "coordinate", "grid", "random"))
+        res["ppo_over_best_baseline"] = res["ppo_final"] / best
     res["timesteps"] = args.timesteps
     res["train_seconds"] = time.time() - t
+    res["args"] = vars(args)  # type: ignore[assignment]
     print(json.dumps(res, indent=2))
     if args.out:
         with open(args.out, "w") as fh:

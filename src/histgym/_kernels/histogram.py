@@ -208,15 +208,16 @@ def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, 
 
 
 @jit
-def coarse(H, h_off, v, col, G, ek, out):
-    """Sum column ``col`` of view ``v``'s fine histogram into the bins ``ek`` -> out [B]."""
+def coarse(H, h_off, v, col, G, ek, out, oo):
+    """Sum column ``col`` of view ``v``'s fine histogram into the bins ``ek`` ->
+    ``out[oo : oo + B]``."""
     o = h_off[v] + col * G
     B = ek.shape[0] - 1
     for b in range(B):
         s = 0.0
         for g in range(ek[b], ek[b + 1]):
             s += H[o + g]
-        out[b] = s
+        out[oo + b] = s
 
 
 @jit
@@ -227,42 +228,37 @@ def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
     (process, up view, up column, down view, down column).
     Normalised templates as cabinetry's ``NormPlusShape``: ``NU = sum(up) / sum(nominal)``,
     ``HU = up / NU`` (likewise down); a process without selected events gets ``NU = ND = 1``
-    and ``HU = HD = Y``.
+    and ``HU = HD = Y``.  ``T`` is indexed flat (offsets as :func:`t_size`).
     """
     P = proc_view.shape[0]
     B = ek.shape[0] - 1
     nsh = sh_src.shape[0]
-    Y = T[0 : P * B].reshape((P, B))
-    S2 = T[P * B : 2 * P * B].reshape((P, B))
-    o = 2 * P * B
-    HU = T[o : o + nsh * B].reshape((nsh, B))
-    o += nsh * B
-    HD = T[o : o + nsh * B].reshape((nsh, B))
-    o += nsh * B
-    NU = T[o : o + nsh]
-    ND = T[o + nsh : o + 2 * nsh]
+    oS = P * B  # S2
+    oU = 2 * P * B  # HU
+    oD = oU + nsh * B  # HD
+    oN = oD + nsh * B  # NU, then ND at oN + nsh
     for p in range(P):
-        coarse(H, h_off, proc_view[p], 0, G, ek, Y[p])
-        coarse(H, h_off, proc_view[p], 1, G, ek, S2[p])
+        coarse(H, h_off, proc_view[p], 0, G, ek, T, p * B)
+        coarse(H, h_off, proc_view[p], 1, G, ek, T, oS + p * B)
     code = V_OK
     where = -1
     for i in range(nsh):
         p = sh_src[i, 0]
-        coarse(H, h_off, sh_src[i, 1], sh_src[i, 2], G, ek, HU[i])
-        coarse(H, h_off, sh_src[i, 3], sh_src[i, 4], G, ek, HD[i])
+        coarse(H, h_off, sh_src[i, 1], sh_src[i, 2], G, ek, T, oU + i * B)
+        coarse(H, h_off, sh_src[i, 3], sh_src[i, 4], G, ek, T, oD + i * B)
         sy = 0.0
         su = 0.0
         sd = 0.0
         for b in range(B):
-            sy += Y[p, b]
-            su += HU[i, b]
-            sd += HD[i, b]
+            sy += T[p * B + b]
+            su += T[oU + i * B + b]
+            sd += T[oD + i * B + b]
         if sy == 0.0:
-            NU[i] = 1.0
-            ND[i] = 1.0
+            T[oN + i] = 1.0
+            T[oN + nsh + i] = 1.0
             for b in range(B):
-                HU[i, b] = Y[p, b]
-                HD[i, b] = Y[p, b]
+                T[oU + i * B + b] = T[p * B + b]
+                T[oD + i * B + b] = T[p * B + b]
             continue
         nu = su / sy
         nd = sd / sy
@@ -271,23 +267,24 @@ def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
                 code = V_NORM
             nu = 1.0 if not nu > 0.0 else nu
             nd = 1.0 if not nd > 0.0 else nd
-        NU[i] = nu
-        ND[i] = nd
+        T[oN + i] = nu
+        T[oN + nsh + i] = nd
         for b in range(B):
-            HU[i, b] = HU[i, b] / nu
-            HD[i, b] = HD[i, b] / nd
+            T[oU + i * B + b] = T[oU + i * B + b] / nu
+            T[oD + i * B + b] = T[oD + i * B + b] / nd
     min_ev = acfg_f[AF_MIN_EVENTS]
     max_rel = acfg_f[AF_MAX_REL]
     for b in range(B):
         bk = 0.0
         b2 = 0.0
         for p in range(P):
-            if Y[p, b] < 0.0 and code == V_OK:
+            y = T[p * B + b]
+            if y < 0.0 and code == V_OK:
                 code = V_NEGATIVE
                 where = b
             if is_bkg[p] == 1:
-                bk += Y[p, b]
-                b2 += S2[p, b]
+                bk += y
+                b2 += T[oS + p * B + b]
         if code == V_OK:
             if not (bk >= min_ev and bk > 0.0 and b2 > 0.0):
                 code = V_MIN_EVENTS
@@ -325,30 +322,28 @@ def write_model(T, B, sh_src, cell, sh_hs, sh_ns, st_gauss, ainv, fbuf, ibuf):
     m = unpack(fbuf, ibuf)
     P = cell.shape[0]
     nsh = sh_src.shape[0]
-    Y = T[0 : P * B].reshape((P, B))
-    S2 = T[P * B : 2 * P * B].reshape((P, B))
-    o = 2 * P * B
-    HU = T[o : o + nsh * B].reshape((nsh, B))
-    o += nsh * B
-    HD = T[o : o + nsh * B].reshape((nsh, B))
-    o += nsh * B
-    NU = T[o : o + nsh]
-    ND = T[o + nsh : o + 2 * nsh]
+    oS = P * B
+    oU = 2 * P * B
+    oD = oU + nsh * B
+    oN = oD + nsh * B
     for p in range(P):
         for b in range(B):
-            m.nominal[cell[p, b]] = Y[p, b]
+            m.nominal[cell[p, b]] = T[p * B + b]
     for i in range(nsh):
         p = sh_src[i, 0]
+        nu = T[oN + i]
+        nd = T[oN + nsh + i]
         for b in range(B):
+            y = T[p * B + b]
             e = sh_hs[i, b]
             if e >= 0:
-                m.hs_up[e] = HU[i, b] - Y[p, b]
-                m.hs_dn[e] = Y[p, b] - HD[i, b]
+                m.hs_up[e] = T[oU + i * B + b] - y
+                m.hs_dn[e] = y - T[oD + i * B + b]
             r = sh_ns[i, b]
             if r >= 0:
-                m.ns_hi[r] = NU[i]
-                m.ns_lo[r] = ND[i]
-                code4_coef(NU[i], ND[i], ainv, m.ns_coef[6 * r : 6 * r + 6])
+                m.ns_hi[r] = nu
+                m.ns_lo[r] = nd
+                code4_coef(nu, nd, ainv, m.ns_coef[6 * r : 6 * r + 6])
     for b in range(B):
         g = st_gauss[b]
         if g < 0:
@@ -357,9 +352,9 @@ def write_model(T, B, sh_src, cell, sh_hs, sh_ns, st_gauss, ainv, fbuf, ibuf):
         s = 0.0
         for p in range(P):
             # pyhf: sqrt(sum_s u_s^2) / sum_s nominal_s with u_s = sqrt(sum w^2)
-            u = math.sqrt(S2[p, b])
+            u = math.sqrt(T[oS + p * B + b])
             s2 += u * u
-            s += Y[p, b]
+            s += T[p * B + b]
         sig = math.sqrt(s2) / s if s > 0.0 else 0.0
         m.gauss_sigma[g] = sig if sig > 0.0 else 1.0
 
@@ -405,6 +400,29 @@ def apply_action(action, thr, thr_lo, thr_hi, edge_f, G, acfg_f, thr_t, edge_t):
             edge_t[j] = edge_f[j] + a * (right - edge_f[j])
         else:
             edge_t[j] = edge_f[j] + a * (edge_f[j] - left)
+
+
+@jit
+def observation(thr, thr_lo, thr_hi, ek, G, T, n_proc, sig, norm_sig, norm_bkg, out):
+    """The observation of one analysis into ``out`` (float64 [n_thr + B - 1 + 2 B]).
+
+    Thresholds scaled to their ranges, inner edges ``ek[1:-1] / G``, signal yields per bin
+    over ``norm_sig`` and total background per bin over ``norm_bkg`` (both floored at 0).
+    """
+    n = thr.shape[0]
+    B = ek.shape[0] - 1
+    for j in range(n):
+        out[j] = (thr[j] - thr_lo[j]) / (thr_hi[j] - thr_lo[j])
+    for j in range(B - 1):
+        out[n + j] = ek[j + 1] / G
+    o = n + B - 1
+    for b in range(B):
+        tot = 0.0
+        for p in range(n_proc):
+            tot += T[p * B + b]
+        s = T[sig * B + b]
+        out[o + b] = max(s / norm_sig, 0.0)
+        out[o + B + b] = max((tot - s) / norm_bkg, 0.0)
 
 
 @jit

@@ -237,6 +237,7 @@ class AnalysisCore:
         self.norm_sig = float(max(Y0[sig].sum(), 1e-300))
         self.norm_bkg = float(max(np.delete(Y0, sig, axis=0).sum(), 1e-300))
         self.sig_index = sig
+        self._n_proc = len(prep.processes)
 
     # ------------------------------------------------------------------ kernels
     def _templates_at(self, thr: FloatArray, edge_f: FloatArray) -> tuple[FloatArray, int, int]:
@@ -340,19 +341,12 @@ class AnalysisCore:
         return np.ascontiguousarray(obs, dtype=np.float64)
 
     def observation_row(self, st: AnalysisState, r: int = 0) -> FloatArray:
-        """The observation of row ``r`` (float64 [n_thr + B - 1 + 2 B])."""
+        """The observation of row ``r`` (float64 [n_thr + B - 1 + 2 B]), one compiled call."""
         prep = self.prep
-        P = len(prep.processes)
-        B = prep.n_bins
-        Y = st.T[r, : P * B].reshape(P, B)
-        sig = Y[self.sig_index]
-        bkg = Y.sum(axis=0) - sig
-        return np.concatenate([
-            (st.thr[r] - prep.thr_lo) / (prep.thr_hi - prep.thr_lo),
-            st.ek[r, 1:-1] / prep.G,
-            np.maximum(sig / self.norm_sig, 0.0),
-            np.maximum(bkg / self.norm_bkg, 0.0),
-        ])
+        out = np.empty(prep.n_thr + 3 * prep.n_bins - 1)
+        HK.observation(st.thr[r], prep.thr_lo, prep.thr_hi, st.ek[r], prep.G, st.T[r],
+                       self._n_proc, self.sig_index, self.norm_sig, self.norm_bkg, out)
+        return out
 
     def edges(self, st: AnalysisState, r: int = 0) -> FloatArray:
         """Bin edges (fit-observable units) of row ``r`` (float64 [B + 1])."""
