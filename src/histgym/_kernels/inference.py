@@ -90,6 +90,19 @@ N_CONTINUATION = 4
 
 
 @jit
+def _start_point(src, poi, mu, fixed, lower, upper, out):
+    """``out`` = ``src`` with the POI at ``mu`` (``poi < 0``: unchanged) and the free
+    parameters clipped into their bounds (:func:`_start_value` without the twice_nll)."""
+    for i in range(src.shape[0]):
+        v = src[i]
+        if not fixed[i]:
+            v = min(max(v, lower[i]), upper[i])
+        out[i] = v
+    if poi >= 0:
+        out[poi] = mu
+
+
+@jit
 def _start_value(src, poi, mu, fixed, lower, upper, out, data, fbuf, ibuf):
     """``out`` = ``src`` with the POI at ``mu`` (``poi < 0``: unchanged) and the free
     parameters clipped into their bounds, as :func:`newton_fit` starts; returns its twice_nll
@@ -140,7 +153,7 @@ def minimize_best(
         (status, twice_nll, iterations, edm, number of fits run).
     """
     n = x.shape[0]
-    _start_value(starts[0], poi, mu, fixed, lower, upper, x0, data, fbuf, ibuf)
+    _start_point(starts[0], poi, mu, fixed, lower, upper, x0)
     status, f, it, edm = minimize_into(
         x0, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g, h, x2
     )
@@ -332,6 +345,45 @@ def tmu_like_fits(
         )  # fmt: skip
     d = fs[frow] - fs[row]
     return 0.0 if 0.0 > d else d
+
+
+@jit
+def tmu_like_pair(
+    mu, init, fixed, lower, upper, poi, data, fbuf, ibuf, max_iter, tol, do_free, xs, res
+):  # fmt: skip
+    """t_mu of :func:`tmu_like_fits` in one call, free fit included.
+
+    Row 0 of ``xs`` [2, n_pars] is the free fit: fitted from ``init`` when ``do_free``, else
+    an input with its (twice_nll, status, iterations, edm) in ``res[0]``; the guarded
+    POI-fixed fit goes to row 1.  ``res`` [2, 4]: twice_nll, status, iterations, edm of each
+    row on return (row 0 improved in place when a restart found a lower free fit).
+
+    Returns:
+        t_mu clipped below at 0.
+    """
+    n = init.shape[0]
+    fs = np.empty(2)
+    sts = np.empty(2, dtype=np.int64)
+    its = np.empty(2, dtype=np.int64)
+    edms = np.empty(2)
+    if do_free:
+        st, f, it, edm = minimize_into(
+            init, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs[0], np.empty(n),
+            np.empty((n, n)), np.empty(n),
+        )  # fmt: skip
+        fs[0], sts[0], its[0], edms[0] = f, st, it, edm
+    else:
+        fs[0], sts[0], its[0], edms[0] = res[0, 0], int(res[0, 1]), int(res[0, 2]), res[0, 3]
+    t = tmu_like_fits(
+        mu, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter, tol,
+        xs, fs, sts, its, edms, 0, 1,
+    )  # fmt: skip
+    for r in range(2):
+        res[r, 0] = fs[r]
+        res[r, 1] = sts[r]
+        res[r, 2] = its[r]
+        res[r, 3] = edms[r]
+    return t
 
 
 @jit

@@ -130,24 +130,23 @@ def _lgamma1p_small(n):
 
 @jit_inline
 def _x_minus_log1p(x):
-    """``x - log1p(x)`` for |x| < 0.5 without cancellation (relative error ~1e-16):
+    """``x - log1p(x)`` for -0.25 < x < 0.5 without cancellation (relative error ~1e-16):
     with ``u = x / (2 + x)`` (``log1p(x) = 2 atanh(u)``),
-    ``2 u**2 / (1 - u) - 2 (u**3/3 + u**5/5 + ...)``, summed until the terms vanish.
+    ``2 u**2 / (1 - u) - 2 (u**3/3 + u**5/5 + ...)``; the series is evaluated by Horner's
+    rule with a fixed number of terms (6 for u**2 < 1e-3, else 12: u**2 <= 1/25 there, so the
+    first omitted term is below 1e-17 of the sum) - no data-dependent loop, no division.
     """
     u = x / (2.0 + x)
     u2 = u * u
     lead = 2.0 * u2 / (1.0 - u)
-    t = u * u2
-    s = 0.0
-    k = 3.0
-    while True:
-        term = t / k
-        s += term
-        if abs(term) <= 1e-17 * abs(s):
-            break
-        t *= u2
-        k += 2.0
-    return lead - 2.0 * s
+    if u2 < 1e-3:
+        p = 1.0 / 3.0 + u2 * (1.0 / 5.0 + u2 * (1.0 / 7.0 + u2 * (1.0 / 9.0 + u2 * (
+            1.0 / 11.0 + u2 * (1.0 / 13.0)))))
+    else:
+        p = 1.0 / 3.0 + u2 * (1.0 / 5.0 + u2 * (1.0 / 7.0 + u2 * (1.0 / 9.0 + u2 * (
+            1.0 / 11.0 + u2 * (1.0 / 13.0 + u2 * (1.0 / 15.0 + u2 * (1.0 / 17.0 + u2 * (
+                1.0 / 19.0 + u2 * (1.0 / 21.0 + u2 * (1.0 / 23.0 + u2 * (1.0 / 25.0)))))))))))
+    return lead - 2.0 * (u * u2) * p
 
 
 @jit_inline
@@ -188,7 +187,7 @@ def poisson_twice(n, lam):
         return 2.0 * (lam - n * math.log(lam) + math.lgamma(n + 1.0))
     d = lam - n
     x = d / n
-    if -0.5 < x < 0.5:
+    if -0.25 < x < 0.5:
         dev = n * _x_minus_log1p(x)
     else:  # n (r - 1 - ln r) with r = lam / n away from 1: no cancellation beyond ~10 ulp
         dev = d - n * math.log(lam / n)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._kernels.inference import minimize_into, tmu_like_fits
+from .._kernels.inference import minimize_into, tmu_like_fits, tmu_like_pair
 from .._kernels.likelihood import twice_nll_hess
 from .._kernels.newton import CONVERGED, STATUS_MESSAGES, covariance_summary
 from ..errors import InvalidParameters
@@ -198,27 +198,49 @@ def tmu_like(
     The fits are guarded against local minima as the compiled inference path
     (:func:`histgym._kernels.inference.tmu_like_fits`; the same code, the same numbers).
     """
-    if free is None:
-        free = free_min(s, data)
     n = s.model.n_params
     xs = np.empty((2, n))
-    xs[0] = free.x
-    fs = np.array([free.twice_nll, 0.0])
-    sts = np.array([free.status, 0], dtype=np.int64)
-    its = np.array([free.n_iter, 0], dtype=np.int64)
-    edms = np.array([free.edm, 0.0])
-    t = tmu_like_fits(
-        float(mu), s.init, s.fixed, s.lower, s.upper, s.poi, data,
-        s.init if gen is None else np.ascontiguousarray(gen, dtype=np.float64), gen is not None,
-        s.model.fbuf, s.model.ibuf, MAX_ITER, TOL, xs, fs, sts, its, edms, 0, 1,
-    )  # fmt: skip
+    if gen is not None:
+        if free is None:
+            free = free_min(s, data)
+        xs[0] = free.x
+        fs = np.array([free.twice_nll, 0.0])
+        sts = np.array([free.status, 0], dtype=np.int64)
+        its = np.array([free.n_iter, 0], dtype=np.int64)
+        edms = np.array([free.edm, 0.0])
+        t = tmu_like_fits(
+            float(mu), s.init, s.fixed, s.lower, s.upper, s.poi, data,
+            np.ascontiguousarray(gen, dtype=np.float64), True, s.model.fbuf, s.model.ibuf,
+            MAX_ITER, TOL, xs, fs, sts, its, edms, 0, 1,
+        )  # fmt: skip
+        res = np.stack([fs, sts, its, edms], axis=1)
+    else:
+        t, xs, res = _tmu_pair(s, float(mu), data, free)
     mask = _fixed_mask(s)
-    if not np.array_equal(xs[0], free.x) or fs[0] != free.twice_nll:
-        free = _Min(xs[0].copy(), float(fs[0]), int(sts[0]), int(its[0]), float(edms[0]), None,
-                    s.fixed, data)  # fmt: skip
-    fixed = _Min(xs[1].copy(), float(fs[1]), int(sts[1]), int(its[1]), float(edms[1]), None,
-                 mask, data)  # fmt: skip
+    f0, st0, it0, edm0 = res[0].tolist()
+    if free is None or f0 != free.twice_nll or not (xs[0] == free.x).all():
+        free = _Min(xs[0].copy(), f0, int(st0), int(it0), edm0, None, s.fixed, data)
+    f1, st1, it1, edm1 = res[1].tolist()
+    fixed = _Min(xs[1].copy(), f1, int(st1), int(it1), edm1, None, mask, data)
     return float(t), fixed, free
+
+
+def _tmu_pair(
+    s: FitSetup, mu: float, data: FloatArray, free: _Min | None = None
+) -> tuple[float, FloatArray, FloatArray]:
+    """(t_mu, xs [2, n_params] (free fit, POI-fixed fit), res [2, 4] (twice_nll, status,
+    iterations, edm of each)) in one kernel call
+    (:func:`histgym._kernels.inference.tmu_like_pair`)."""
+    xs = np.empty((2, s.model.n_params))
+    res = np.empty((2, 4))
+    if free is not None:
+        xs[0] = free.x
+        res[0] = (free.twice_nll, free.status, free.n_iter, free.edm)
+    t = tmu_like_pair(
+        mu, s.init, s.fixed, s.lower, s.upper, s.poi, data, s.model.fbuf, s.model.ibuf,
+        MAX_ITER, TOL, free is None, xs, res,
+    )  # fmt: skip
+    return float(t), xs, res
 
 
 def _result(model: Model, value: float, mu: float, fixed: _Min, free: _Min) -> TestStatResult:
@@ -243,10 +265,13 @@ def _qmu_like(
     s = setup(model, init, bounds, fixed)
     _check_tilde(s, name, tilde)
     d = model.check_data(data)
+    if not return_fits:  # no FitResult to build: one kernel call
+        t, xs, _ = _tmu_pair(s, float(mu), d)
+        return 0.0 if clip_above and xs[0, s.poi] > mu else t
     t, fx, fr = tmu_like(s, float(mu), d)
     if clip_above and fr.x[s.poi] > mu:
         t = 0.0
-    return _result(model, t, mu, fx, fr) if return_fits else t
+    return _result(model, t, mu, fx, fr)
 
 
 def qmu(
@@ -341,10 +366,13 @@ def q0(
     s = setup(model, init, bounds, fixed)
     check_background_only_model(model)
     d = model.check_data(data)
+    if not return_fits:
+        t, xs, _ = _tmu_pair(s, 0.0, d)
+        return 0.0 if xs[0, s.poi] < 0.0 else t
     t, fx, fr = tmu_like(s, 0.0, d)
     if fr.x[s.poi] < 0.0:
         t = 0.0
-    return _result(model, t, 0.0, fx, fr) if return_fits else t
+    return _result(model, t, 0.0, fx, fr)
 
 
 def batch_tmu_like(
