@@ -69,3 +69,29 @@ def test_threads_under_workqueue_do_not_abort(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(tmp_path / "run.py")], env=env,
                           capture_output=True, text=True, timeout=3600)  # fmt: skip
     assert proc.returncode == 0 and "layer workqueue ok" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("order", ["torch-first", "histgym-first", "set-after-import"])
+def test_torch_thread_count_survives_numbas_pool(order: str) -> None:
+    """numba's OpenMP pool must not reset a ``torch.set_num_threads(1)`` (before or after
+    ``import histgym``) when the first vector environment launches parallel kernels."""
+    pytest.importorskip("torch")
+    head = {
+        "torch-first": "import torch\ntorch.set_num_threads(1)\nimport histgym\n",
+        "histgym-first": "import histgym\nimport torch\ntorch.set_num_threads(1)\n",
+        "set-after-import": "import torch\nimport histgym\ntorch.set_num_threads(1)\n",
+    }[order]
+    code = head + textwrap.dedent(
+        """
+        import gymnasium as gym
+        env = gym.make_vec("histgym/GaussianBump-v0", num_envs=4,
+                           vectorization_mode="vector_entry_point")
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        print(torch.get_num_threads())
+        """)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=600, check=True).stdout
+    assert out.split()[-1] == "1"

@@ -23,6 +23,10 @@ from .errors import (
 from .fit import FitResult, fit, fixed_poi_fit
 from .model import Model, from_pyhf
 
+from ._kernels._jit import start_thread_pool  # noqa: E402
+
+start_thread_pool()
+
 from . import envs  # registers the Gymnasium ids; env classes load on first use  # noqa: E402
 
 __version__ = "0.1.0"

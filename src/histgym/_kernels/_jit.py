@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -64,6 +65,22 @@ def jit_parallel(fn: Callable[..., Any]) -> Any:
 
     locked.dispatcher = dispatcher  # type: ignore[attr-defined]
     return locked
+
+def start_thread_pool() -> None:
+    """Start numba's thread pool now, keeping torch's thread count if torch is loaded.
+
+    With numba's OpenMP threading layer, the pool's start (on the first
+    ``numba.get_num_threads()`` or parallel kernel) resets the OpenMP thread count that torch
+    shares: a ``torch.set_num_threads(1)`` made earlier silently became 2 at the first reset of
+    a vector environment, and small policies then trained up to ~10x slower on a busy 2-core
+    machine.  ``import histgym`` calls this, so a count set before or after it holds.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    numba.get_num_threads()
+    if before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
 
 _LOAD = [-1e9, 0.0]  # (time of the last read, 1-minute load average)
 

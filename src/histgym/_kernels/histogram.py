@@ -28,7 +28,8 @@ bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) c
 ``O(G)`` per column.  The binned templates, the validity of the analysis (minimum background)
 and the model update (nominal yields, histosys templates, normsys factors with their code4
 coefficients, staterror widths) follow; the metric is computed by the scoring core of
-:mod:`histgym._kernels.env_step` (``_evaluate``), as for the histogram environments.
+:mod:`histgym._kernels.env_step` (``_evaluate_nograd``: ``_evaluate`` without the reward
+gradient), as for the histogram environments.
 
 Template buffer ``T`` (float64) of one analysis, for ``n_proc`` processes and ``n_sh`` shape
 entries (process, systematic): ``Y [n_proc, B]`` yields, ``S2 [n_proc, B]`` sums of squared
@@ -45,7 +46,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from .interp import CODE4_AINV  # noqa: F401  (re-exported: envs.analysis passes HK.CODE4_AINV)
-from .env_step import CI_DELTA, O_REWARD, O_VALUE, PV_ASIMOV, PV_INIT, _evaluate
+from .env_step import CI_DELTA, O_REWARD, O_VALUE, PV_ASIMOV, PV_INIT, _evaluate_nograd
 from .layout import unpack
 from .likelihood import expected_main
 
@@ -441,7 +442,7 @@ def analysis_step(
     is restored: the histograms move back); modes 0/1 then keep ``out``'s value (reward = value,
     or 0 with ``reward_mode="delta"``).  Mode 2 always adopts the analysis.  ``st_i`` int64
     [N_ST_I] receives (validity code, offending bin, events visited, 1 if the model was
-    updated).  With ``score`` 1 the metric is computed by ``_evaluate``; with 0 the caller
+    updated).  With ``score`` 1 the metric is computed by ``_evaluate_nograd``; with 0 the caller
     scores (the ``limit`` metric).
     """
     n_thr = thr.shape[0]
@@ -503,8 +504,8 @@ def analysis_step(
                 x[1, k] = pvec[PV_INIT, k]
             out[O_VALUE] = 0.0
         empty = np.empty(0)
-        _evaluate(empty, fbuf, ibuf, cfg_i, empty, data, cfg_i, cfg_f, pvec, fixed2, x, out,
-                  empty, mode == 2)
+        _evaluate_nograd(empty, fbuf, ibuf, cfg_i, empty, data, cfg_i, cfg_f, pvec, fixed2, x,
+                         out, mode == 2)
     return code
 
 
