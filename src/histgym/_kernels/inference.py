@@ -107,14 +107,7 @@ def _start_value(src, poi, mu, fixed, lower, upper, out, data, fbuf, ibuf):
     """``out`` = ``src`` with the POI at ``mu`` (``poi < 0``: unchanged) and the free
     parameters clipped into their bounds, as :func:`newton_fit` starts; returns its twice_nll
     (+inf where not finite)."""
-    n = src.shape[0]
-    for i in range(n):
-        v = src[i]
-        if not fixed[i]:
-            v = min(max(v, lower[i]), upper[i])
-        out[i] = v
-    if poi >= 0:
-        out[poi] = mu
+    _start_point(src, poi, mu, fixed, lower, upper, out)
     if not np.all(np.isfinite(out)):
         return np.inf
     f = twice_nll(out, data, fbuf, ibuf)
