@@ -100,10 +100,7 @@ def main() -> None:
     import torch
     from stable_baselines3.common.env_util import make_vec_env
 
-    import numba
-
-    numba.get_num_threads()  # start numba's OpenMP pool first: starting it later resets torch's
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # holds: ``import histgym`` started numba's pool
     ws = histgym.example_workspace()
     ws_json = json.dumps(ws)
 

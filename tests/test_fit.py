@@ -248,20 +248,14 @@ def test_fits_respect_bounds_and_fixed(seed_model, mu0, alpha0, lo, width, fix_a
 def _big_workspace(n, seed=0):
     """benchmarks/limit_scale.py's model: one channel of ``n`` bins, signal (POI ``mu``)
     over a background with a normsys; data = rounded background."""
-    rng = np.random.default_rng(seed)
-    b = rng.uniform(50, 100, n)
-    s = rng.uniform(0, 1, n)
-    return {
-        "channels": [{"name": "SR", "samples": [
-            {"name": "signal", "data": s.tolist(),
-             "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-            {"name": "bkg", "data": b.tolist(),
-             "modifiers": [{"name": "bn", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]},
-        ]}],
-        "observations": [{"name": "SR", "data": np.round(b).tolist()}],
-        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-        "version": "1.0.0",
-    }  # fmt: skip
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "limit_scale.py"
+    spec = importlib.util.spec_from_file_location("limit_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.workspace(n, seed)
 
 
 @pytest.mark.slow

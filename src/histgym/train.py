@@ -317,30 +317,14 @@ def _make_logger(run_dir: Path | None) -> Any:
     return configure(str(run_dir), formats)
 
 
-def _launch_numba_threads() -> None:
-    """Start numba's thread pool now, before torch's thread count is set.
-
-    With numba's OpenMP threading layer, starting its pool (on the first
-    ``numba.get_num_threads()``, which the vector environment calls at its first reset)
-    resets the OpenMP thread count that torch shares: torch's one thread silently became two,
-    and on a busy 2-core machine every small tensor operation then waited milliseconds for the
-    second OpenMP thread (the first training of a process ran ~10x slower).
-    """
-    try:
-        import numba
-
-        numba.get_num_threads()
-    except ImportError:  # pragma: no cover - numba is a core dependency
-        pass
-
-
 def _with_threads(n: int | None) -> int | None:
     """Set torch's intra-op threads to ``n`` (``None``: unchanged); return the previous value."""
     if n is None:
         return None
     import torch
 
-    _launch_numba_threads()
+    # ``import histgym`` started numba's thread pool already (_kernels._jit.start_thread_pool),
+    # so this count holds through the vector environment's first reset
     prev = torch.get_num_threads()
     torch.set_num_threads(int(n))
     return prev
