@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._extras import require
+
 __all__ = [
     "OpenLoopResult",
     "Policy",
@@ -208,12 +210,9 @@ def optimise_open_loop(
         An :class:`OpenLoopResult`.
 
     Raises:
-        ImportError: ``cma`` is not installed (``pip install "histgym[train]"``).
+        MissingExtra: ``cma`` is not installed (``pip install "histgym[train]"``).
     """
-    try:
-        import cma
-    except ImportError as err:  # pragma: no cover - depends on the installation
-        raise ImportError('optimise_open_loop needs cma: pip install "histgym[train]"') from err
+    cma = require("cma", "train", "optimise_open_loop")
     env = make_env()
     n = int(np.prod(env.action_space.shape))
     T = int(env.unwrapped.max_steps)
@@ -378,12 +377,7 @@ def cmaes_analysis(env: Any, *, max_evals: int = 1500, sigma0: float = 0.15, see
     to the fit range, sorted); it starts at the starting analysis (equal-width bins).  Invalid
     analyses score the floor value.
     """
-    try:
-        import cma
-    except ImportError as err:  # pragma: no cover - exercised without the extra only
-        from .events.inputs import MissingExtra
-
-        raise MissingExtra('cmaes_analysis needs cma: pip install "histgym[design]"') from err
+    cma = require("cma", "design", "cmaes_analysis")
     base = _analysis_env(env)
     track = _Tracker(base)
     start = start_analysis(base)

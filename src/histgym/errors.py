@@ -19,6 +19,11 @@ __all__ = [
     "InvalidOptionType",
     "ResetNeeded",
     "FailedFit",
+    "MissingExtra",
+    "InvalidEvents",
+    "InvalidAnalysis",
+    "InvalidTensor",
+    "ScanOutputError",
     "FitWarning",
     "DegenerateModelWarning",
     "did_you_mean",
@@ -90,6 +95,37 @@ class FailedFit(HistgymError, RuntimeError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class MissingExtra(HistgymError, ImportError):
+    """An optional dependency is not installed; the one-line message names the extra to
+    install (``pip install "histgym[extra]"``)."""
+
+
+class InvalidEvents(HistgymError, ValueError):
+    """Event inputs are malformed: unequal lengths, NaN/inf values, an empty process, bad types.
+
+    Attributes:
+        process: the offending process ("" when not process-specific).
+        column: the offending column ("" when not column-specific).
+    """
+
+    def __init__(self, message: str, process: str = "", column: str = "") -> None:
+        super().__init__(message)
+        self.process = process
+        self.column = column
+
+
+class InvalidAnalysis(HistgymError, ValueError):
+    """An analysis description is malformed (bad range, direction, bins, unknown process...)."""
+
+
+class InvalidTensor(HistgymError, TypeError):
+    """A tensor argument is not a ``torch.Tensor`` or has an unsupported dtype."""
+
+
+class ScanOutputError(HistgymError, ValueError):
+    """An output path with an unknown suffix, or a results file that cannot be read."""
 
 
 class FitWarning(RuntimeWarning):

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import MissingExtra
+
 __all__ = [
     "episode_figure",
     "fit_figure",
@@ -52,7 +54,7 @@ def _plt() -> Any:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the installation
-        raise ImportError('histgym.plot needs matplotlib: pip install "histgym[plot]"') from err
+        raise MissingExtra('histgym.plot needs matplotlib: pip install "histgym[plot]"') from err
     return plt
 
 

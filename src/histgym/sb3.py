@@ -28,11 +28,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .errors import MissingExtra
+
 try:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
+    raise MissingExtra(
         'histgym.sb3 needs stable-baselines3: pip install "histgym[train]"'
     ) from err
 

@@ -45,6 +45,7 @@ from .agents import (
     random_policy,
     record_episode,
 )
+from .errors import MissingExtra
 
 __all__ = [
     "ALGOS",
@@ -133,7 +134,7 @@ def _require(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as err:
         extra = "train" if module == "stable_baselines3" else "contrib"
-        raise ImportError(
+        raise MissingExtra(
             f"histgym train needs {module}: pip install torch==2.13.0 \"histgym[{extra}]\""
         ) from err
 

@@ -371,7 +371,7 @@ def test_core_never_imports_torch_and_missing_torch_names_the_extra():
                           timeout=300)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError") and 'pip install "histgym[torch]"' in last
+    assert last.startswith("histgym.errors.MissingExtra") and 'pip install "histgym[torch]"' in last
 
 
 # ---------------------------------------------------------------------------- several samples

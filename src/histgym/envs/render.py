@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import MissingExtra
+
 __all__ = ["stacked_samples", "ansi", "rgb_array"]
 
 
@@ -42,8 +44,8 @@ def rgb_array(
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the installation
-        msg = "render_mode='rgb_array' needs matplotlib: pip install 'histgym[plot]'"
-        raise ImportError(msg) from err
+        msg = "render_mode='rgb_array' needs matplotlib: pip install \"histgym[plot]\""
+        raise MissingExtra(msg) from err
     fig = Figure(figsize=(4, 3), dpi=80)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import HistgymError, UnknownName, did_you_mean
+from .._extras import require
+from ..errors import InvalidAnalysis, InvalidEvents, MissingExtra, UnknownName, did_you_mean
 
 __all__ = [
     "InvalidEvents",
@@ -32,36 +33,8 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 
-class InvalidEvents(HistgymError, ValueError):
-    """Event inputs are malformed: unequal lengths, NaN/inf values, an empty process, bad types.
-
-    Attributes:
-        process: the offending process ("" when not process-specific).
-        column: the offending column ("" when not column-specific).
-    """
-
-    def __init__(self, message: str, process: str = "", column: str = "") -> None:
-        super().__init__(message)
-        self.process = process
-        self.column = column
-
-
-class InvalidAnalysis(HistgymError, ValueError):
-    """An analysis description is malformed (bad range, direction, bins, unknown process...)."""
-
-
-class MissingExtra(HistgymError, ImportError):
-    """An optional dependency is missing; the message names the extra to install."""
-
-
 def _require(module: str, extra: str = "io") -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        msg = f"reading this input needs {module}: pip install \"histgym[{extra}]\""
-        raise MissingExtra(msg) from err
+    return require(module, extra, "reading this input")
 
 
 def _is_dataframe(obj: Any) -> bool:

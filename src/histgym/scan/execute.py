@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HistgymError
+from ..errors import MissingExtra
 from ..patchset import Background, Patch
 from .points import Settings, main_task, toy_chunk
 
@@ -33,10 +33,6 @@ __all__ = ["Context", "Task", "run_inline", "run_local", "run_ray", "require_ray
 
 Task = tuple[Any, ...]
 OnResult = Callable[[Task, dict[str, Any]], None]
-
-
-class MissingExtra(HistgymError, ImportError):
-    """An optional dependency is not installed."""
 
 
 def require_ray() -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import HistgymError, InvalidParameters
+from ..errors import InvalidParameters, MissingExtra
 
 __all__ = ["exclusion_contour", "brazil", "save"]
 
@@ -26,7 +26,7 @@ def _plt() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError:
-        raise HistgymError('plots need matplotlib: pip install "histgym[plot]"') from None
+        raise MissingExtra('plots need matplotlib: pip install "histgym[plot]"') from None
     return plt
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import HistgymError
+from ..errors import ScanOutputError
 
 __all__ = ["COLUMNS", "Journal", "read_results", "write_results", "journal_path"]
 
@@ -44,10 +44,6 @@ COLUMNS = (
     "cl",
 )
 _LIST_COLUMNS = ("values", "cls_exp", "limit_exp", "what")
-
-
-class ScanOutputError(HistgymError, ValueError):
-    """An output path with an unknown suffix, or a results file that cannot be read."""
 
 
 def _kind(path: Path) -> str:

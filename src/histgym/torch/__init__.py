@@ -10,10 +10,12 @@ Needs PyTorch: ``pip install "histgym[torch]"``. The rest of histgym never impor
 
 from __future__ import annotations
 
+from ..errors import MissingExtra
+
 try:
     import torch as _torch  # noqa: F401
 except ImportError:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
+    raise MissingExtra(
         'histgym.torch needs PyTorch, which is not installed: pip install "histgym[torch]"'
     ) from None
 

@@ -30,7 +30,13 @@ from .._kernels import env_step as K
 from .._kernels.samples import set_yields_batch
 from . import _kernels as TK
 from ..envs import core
-from ..errors import FitWarning, HistgymError, InvalidParameters, UnknownName, did_you_mean
+from ..errors import (
+    FitWarning,
+    InvalidParameters,
+    InvalidTensor,
+    UnknownName,
+    did_you_mean,
+)
 from ..fit import fixed_poi_fit
 
 __all__ = ["METRICS", "Significance", "InvalidTensor"]
@@ -43,10 +49,6 @@ _ENV_METRIC = {"z0": "z0", "q0": "q0", "qmu": "qmu", "zmu": "zmu", "cls": "zmu"}
 _DTYPES = (torch.float32, torch.float64)
 #: with ``parallel=True``, rows per numba thread below which the batch runs in one thread
 _MIN_ROWS_PER_THREAD = 16
-
-
-class InvalidTensor(HistgymError, TypeError):
-    """A tensor argument is not a ``torch.Tensor`` or has an unsupported dtype."""
 
 
 class Significance(torch.nn.Module):
