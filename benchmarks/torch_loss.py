@@ -14,8 +14,17 @@ back-propagated to the histograms. Prints microseconds per batch element and the
 - torch: the same step with a linear loss ``(y * w).sum(-1)`` instead of the metric: what
   creating the tensor, recording the graph and running torch's backward costs any loss; it
   bounds the ratio at B = 1, where this fixed cost is paid once per element by both libraries.
+- fn-floor: the same step through a Python ``torch.autograd.Function`` that computes nothing
+  (a preset value and gradient): the time of a loss built like nextstat.torch's and
+  histgym.torch's whose own computation were free; ``ns/fn-floor`` is the best ratio to
+  nextstat that any such loss could reach.
 - nextstat 0.10.1: ``nextstat.torch.NextStatZ0.apply`` (1-D tensors only: a Python loop over
-  the rows, as a user has to write it).
+  the rows, as a user has to write it); ns-own: its computation alone
+  (``q0_like_loss_and_grad_nominal`` per row, no torch).
+
+At B = 1 every column uses the 1-D ``[8]`` tensor and ``z.backward()`` (as nextstat takes it),
+for B > 1 the ``[B, 8]`` tensor and ``z.sum().backward()``. The timing rounds of all columns
+are interleaved, so a change of load during the run hits them alike.
 - pyhf 0.7.6, jax backend (``jax`` installed without changing any other package): per row, the
   model is built with the row's signal, q0 comes from ``pyhf.infer.test_statistics.q0`` (two
   fits, scipy with jax gradients) and the yield gradient from ``jax.grad`` of the Poisson term

@@ -145,7 +145,8 @@ class Significance(torch.nn.Module):
     the fits, unpacking) into buffers kept by the module; the gradient is computed in the
     forward pass and the backward only scales it. A contiguous float64 CPU tensor is read
     without a copy. At batch size 1 the time is dominated by PyTorch's own per-call cost
-    (tensor, graph, ``backward``), which any loss pays (``benchmarks/torch_loss.py``).
+    (tensor, graph, ``backward``: about 110 us of CPU on the 2-core test machine, more than
+    half of a step), which any loss pays (``benchmarks/torch_loss.py``).
     Second derivatives are not available: under ``create_graph=True`` this module's part
     of the gradient carries no graph (as with torch's ``once_differentiable``), so a second
     derivative misses its contribution (and differentiating a gradient that comes from this
