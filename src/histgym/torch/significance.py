@@ -147,7 +147,8 @@ class Significance(torch.nn.Module):
     the fits, unpacking) into buffers kept by the module; the gradient is computed in the
     forward pass and the backward only scales it. A contiguous float64 CPU tensor is read
     without a copy. At batch size 1 the time is dominated by PyTorch's own per-call cost
-    (tensor, graph, ``backward``), which any loss pays (``benchmarks/torch_loss.py``).
+    (tensor, graph, ``backward``: about 110 us of CPU on the 2-core test machine, more than
+    half of a step), which any loss pays (``benchmarks/torch_loss.py``).
     Second derivatives are not available: under ``create_graph=True`` this module's part
     of the gradient carries no graph (as with torch's ``once_differentiable``), so a second
     derivative misses its contribution (and differentiating a gradient that comes from this
@@ -212,6 +213,8 @@ class Significance(torch.nn.Module):
         self.channel = channel
         self.sample = samples[0] if len(samples) == 1 else samples
         self.samples = samples
+        self._single = len(samples) == 1
+        self._name = samples[0]
         self.mu_test = float(mu_test)
         self.parallel = parallel
         self._plist = plist
@@ -437,6 +440,10 @@ class Significance(torch.nn.Module):
     def forward(self, *yields: torch.Tensor) -> torch.Tensor:
         """Metric of the yields: one tensor per controlled sample, each float [n_bins]
         (-> scalar) or [B, n_bins] (-> [B]), all of the same shape and dtype."""
+        if len(yields) == 1 and self._single:  # the lean path
+            y = yields[0]
+            _check_tensor(self._name, y, self._ny)
+            return _OneSampleFunction.apply(self, y)  # type: ignore[no-any-return]
         if len(yields) != len(self.samples):
             _check_count(self, yields)
         first = yields[0]
@@ -599,6 +606,48 @@ class _MetricFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: no second derivative
             return _backward_once(ctx, grad_output)  # type: ignore[no-any-return]
         return _backward(ctx, grad_output)
+
+
+class _OneSampleFunction(torch.autograd.Function):
+    """:class:`_MetricFunction` for one controlled sample with the least Python per call
+    (at batch size 1 PyTorch's own per-call cost and this glue are most of the time)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, module: Significance, y: torch.Tensor
+    ) -> torch.Tensor:
+        a = y.detach()
+        same = a.dtype is torch.float64 and a.is_cpu
+        if not same:
+            a = a.to(device="cpu", dtype=torch.float64)
+        arr = a.numpy()
+        one_d = arr.ndim == 1
+        want = ctx.needs_input_grad[1]
+        value, grad = module._evaluate_one(arr.reshape(1, -1) if one_d else arr, want)
+        ctx.one_d = one_d
+        out = torch.from_numpy(value.reshape(()) if one_d else value)
+        if want:
+            g = torch.from_numpy(grad.reshape(-1) if one_d else grad)
+            ctx.g = g if same else g.to(dtype=y.dtype, device=y.device)
+        return out if same else out.to(dtype=y.dtype, device=y.device)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_output: torch.Tensor
+    ) -> tuple[None, torch.Tensor]:
+        if torch.is_grad_enabled():  # create_graph=True: no second derivative
+            return _backward_one_once(ctx, grad_output)  # type: ignore[no-any-return]
+        if ctx.one_d:
+            return None, grad_output * ctx.g
+        return None, grad_output.unsqueeze(-1) * ctx.g
+
+
+def _backward_one(ctx: Any, grad_output: torch.Tensor) -> tuple[None, torch.Tensor]:
+    go = grad_output if ctx.one_d else grad_output.unsqueeze(-1)
+    return None, go * ctx.g
+
+
+_backward_one_once = once_differentiable(_backward_one)
 
 
 def _backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
