@@ -42,7 +42,6 @@ from .._kernels.inference import (
     S_FIX,
     S_FREE,
     S_FREE_A,
-    tmu_like_fits,
 )
 from .._kernels.likelihood import twice_nll, twice_nll_hess
 from .._kernels.newton import CONVERGED
@@ -51,8 +50,8 @@ from ..errors import FitWarning, InvalidParameters
 from ..fit import FixedLike, check_poi_has_effect
 from ..model import Model
 from .asymptotics import _LOG_NDTR_NS, N_SIGMA, AsymptoticCalculator, _teststat
+from .pointfits import FitMemo, prepare, tmu
 from .results import HypotestResult, LimitResult
-from .teststats import MAX_ITER, TOL
 
 __all__ = ["upper_limit", "hypotest_and_limit"]
 
@@ -105,7 +104,7 @@ def upper_limit(
 def hypotest_and_limit(
     model: Model, data: Any = None, cl: float = 0.95, *, test_stat: str = "qtilde",
     init: Any = None, bounds: Any = None, fixed: FixedLike = None, xtol: float = 1e-7,
-    max_expand: int = 8,
+    max_expand: int = 8, memo: FitMemo | None = None,
 ) -> tuple[HypotestResult, LimitResult]:  # fmt: skip
     """:func:`upper_limit` and the hypothesis test at POI = 1 (:data:`FIRST_MU`, clipped into
     the POI's bounds) that starts its search, from the same fits.
@@ -113,7 +112,8 @@ def hypotest_and_limit(
     The limit is :func:`upper_limit`'s (the same evaluations); the hypothesis test equals
     ``histgym.infer.hypotest(poi_test, model, ...)`` (the same fits from pyhf's start) for its
     ``poi_test`` (check it: 1 unless the POI's bounds exclude 1).  Arguments as
-    :func:`upper_limit`.
+    :func:`upper_limit`; ``memo`` (:class:`histgym.infer.pointfits.FitMemo`) keeps the fits
+    for other calculators of the same model (:func:`histgym.infer.pointfits.significance`).
 
     Example:
         >>> import histgym
@@ -124,12 +124,12 @@ def hypotest_and_limit(
         >>> h.cls_obs == infer.hypotest(1.0, model).cls_obs, lim == infer.upper_limit(model)
         (True, True)
     """
-    return _search(model, data, cl, test_stat, init, bounds, fixed, xtol, max_expand)
+    return _search(model, data, cl, test_stat, init, bounds, fixed, xtol, max_expand, memo)
 
 
 def _search(
     model: Model, data: Any, cl: float, test_stat: str, init: Any, bounds: Any,
-    fixed: FixedLike, xtol: float, max_expand: int,
+    fixed: FixedLike, xtol: float, max_expand: int, memo: FitMemo | None = None,
 ) -> tuple[HypotestResult, LimitResult]:  # fmt: skip
     cl = check_float("cl", cl, low=0.0, high=1.0, low_open=True, high_open=True)
     xtol = check_float("xtol", xtol, low=0.0, low_open=True)
@@ -140,7 +140,7 @@ def _search(
         model, data, test_stat=test_stat, init=init, bounds=bounds, fixed=fixed
     )
     check_poi_has_effect(model, calc.setup.init)  # else CLs = 1 everywhere: no limit exists
-    lim = _Limits(calc, 1.0 - cl, xtol, max_expand)
+    lim = _Limits(calc, 1.0 - cl, xtol, max_expand, memo)
     res = lim.run(cl)
     return lim.first_hypotest(), res
 
@@ -178,8 +178,12 @@ def _warm(fits: dict[float, np.ndarray], mu: float) -> np.ndarray | None:
 class _Limits:
     """The root finding of :func:`upper_limit` over shared CLs evaluations."""
 
-    def __init__(self, calc: AsymptoticCalculator, alpha: float, xtol: float, max_expand: int):
+    def __init__(
+        self, calc: AsymptoticCalculator, alpha: float, xtol: float, max_expand: int,
+        memo: FitMemo | None = None,
+    ) -> None:  # fmt: skip
         self.calc = calc
+        self.memo = memo
         self.alpha = alpha
         self.z_alpha = float(ndtri(alpha))
         self.c = _band_roots(alpha)
@@ -231,17 +235,16 @@ class _Limits:
         calc = self.calc
         s = calc.setup
         m = calc.model
-        calc.asimov  # prepares the POI-independent fits
+        prepare(calc, self.memo)  # the POI-independent fits
         xs, fs, sts, its, edms = calc._xs, calc._fs, calc._sts, calc._its, calc._edms
         ok = bool(sts[S_ASIMOV] == CONVERGED)
         q = 0.0
         if observed:
             warm = _warm(self.fits_data, mu)
-            t = tmu_like_fits(
-                mu, s.init if warm is None else warm, s.fixed, s.lower, s.upper, s.poi,
-                calc.data, s.init, warm is not None, m.fbuf, m.ibuf, MAX_ITER, TOL, xs, fs, sts,
-                its, edms, S_FREE, S_FIX,
-            )  # fmt: skip
+            t = tmu(
+                calc, mu, s.init if warm is None else warm, calc.data, s.init, warm is not None,
+                S_FREE, S_FIX, self.memo if warm is None else None,
+            )
             q = 0.0 if xs[S_FREE, s.poi] > mu else float(t)
             ok = ok and bool(sts[S_FIX] == CONVERGED and sts[S_FREE] == CONVERGED)
             self.fits_data[mu] = xs[S_FIX].copy()
@@ -263,16 +266,7 @@ class _Limits:
 
     def _asimov_fits(self, mu: float, start: np.ndarray) -> float:
         calc = self.calc
-        s = calc.setup
-        m = calc.model
-        xs = calc._xs
-        return float(
-            tmu_like_fits(
-                mu, start, s.fixed, s.lower, s.upper, s.poi, calc._asimov, xs[S_ASIMOV], True,
-                m.fbuf, m.ibuf, MAX_ITER, TOL, xs, calc._fs, calc._sts, calc._its, calc._edms,
-                S_FREE_A, S_FIX,
-            )  # fmt: skip
-        )
+        return tmu(calc, mu, start, calc._asimov, calc._xs[S_ASIMOV], True, S_FREE_A, S_FIX)
 
     def f_obs(self, mu: float) -> float:
         """``Phi^-1(CLs(mu)) - Phi^-1(alpha)`` (decreasing; +inf where CLs = 1; NaN where only
@@ -296,7 +290,7 @@ class _Limits:
         """Asymptotic standard deviation of the POI from the Hessian of the free fit to the
         Asimov data (0 when it is not positive definite)."""
         calc = self.calc
-        calc.asimov  # prepares the fits
+        prepare(calc, self.memo)
         s = calc.setup
         m = calc.model
         n = m.n_params
