@@ -236,7 +236,7 @@ class _Limits:
         s = calc.setup
         m = calc.model
         prepare(calc, self.memo)  # the POI-independent fits
-        xs, fs, sts, its, edms = calc._xs, calc._fs, calc._sts, calc._its, calc._edms
+        xs, fs, sts = calc._xs, calc._fs, calc._sts
         ok = bool(sts[S_ASIMOV] == CONVERGED)
         q = 0.0
         if observed:
