@@ -20,7 +20,10 @@ function of the POI, so a limit costs about a dozen evaluations instead of ~50:
 
 The POI-independent fits are done once (:class:`AsymptoticCalculator`); an evaluation of the
 observed CLs (which also gives the expected band) costs two POI-fixed fits, one of the
-expected band alone one.
+expected band alone one.  The first evaluation is at POI = 1 (the nominal signal, so a scan
+gets its CLs at mu = 1 from the same fits: :func:`hypotest_and_limit`), from pyhf's start;
+every later POI-fixed fit starts at the optima already found, extrapolated to its POI value
+(warm starts: a few Newton steps instead of ~10), with pyhf's start as a candidate.
 """
 
 from __future__ import annotations
@@ -33,20 +36,31 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import log_ndtr, ndtri, ndtri_exp
 
-from .._kernels.inference import M_ASIMOV, M_BOTH, S_FREE, S_FREE_A
-from .._kernels.likelihood import twice_nll_hess
+from .._kernels.inference import (
+    QTOL,
+    S_ASIMOV,
+    S_FIX,
+    S_FREE,
+    S_FREE_A,
+)
+from .._kernels.likelihood import twice_nll, twice_nll_hess
+from .._kernels.newton import CONVERGED
 from ..checks import check_float, check_int
 from ..errors import FitWarning, InvalidParameters
 from ..fit import FixedLike, check_poi_has_effect
 from ..model import Model
 from .asymptotics import _LOG_NDTR_NS, N_SIGMA, AsymptoticCalculator, _teststat
-from .results import LimitResult
+from .pointfits import FitMemo, prepare, tmu
+from .results import HypotestResult, LimitResult
 
-__all__ = ["upper_limit"]
+__all__ = ["upper_limit", "hypotest_and_limit"]
 
 #: Interpolation steps per root before the root finding gives up (bisection guarantees
 #: convergence long before: the bracket at least halves every three steps).
 MAX_STEPS = 200
+
+#: POI value of the first CLs evaluation of the search (the nominal signal)
+FIRST_MU = 1.0
 
 
 def upper_limit(
@@ -84,6 +98,39 @@ def upper_limit(
         >>> r.exp[0] < r.exp[2] < r.exp[4]
         True
     """
+    return _search(model, data, cl, test_stat, init, bounds, fixed, xtol, max_expand)[1]
+
+
+def hypotest_and_limit(
+    model: Model, data: Any = None, cl: float = 0.95, *, test_stat: str = "qtilde",
+    init: Any = None, bounds: Any = None, fixed: FixedLike = None, xtol: float = 1e-7,
+    max_expand: int = 8, memo: FitMemo | None = None,
+) -> tuple[HypotestResult, LimitResult]:  # fmt: skip
+    """:func:`upper_limit` and the hypothesis test at POI = 1 (:data:`FIRST_MU`, clipped into
+    the POI's bounds) that starts its search, from the same fits.
+
+    The limit is :func:`upper_limit`'s (the same evaluations); the hypothesis test equals
+    ``histgym.infer.hypotest(poi_test, model, ...)`` (the same fits from pyhf's start) for its
+    ``poi_test`` (check it: 1 unless the POI's bounds exclude 1).  Arguments as
+    :func:`upper_limit`; ``memo`` (:class:`histgym.infer.pointfits.FitMemo`) keeps the fits
+    for other calculators of the same model (:func:`histgym.infer.pointfits.significance`).
+
+    Example:
+        >>> import histgym
+        >>> from histgym import infer
+        >>> from histgym.infer.limits import hypotest_and_limit
+        >>> model = histgym.from_pyhf(histgym.example_workspace())
+        >>> h, lim = hypotest_and_limit(model)
+        >>> h.cls_obs == infer.hypotest(1.0, model).cls_obs, lim == infer.upper_limit(model)
+        (True, True)
+    """
+    return _search(model, data, cl, test_stat, init, bounds, fixed, xtol, max_expand, memo)
+
+
+def _search(
+    model: Model, data: Any, cl: float, test_stat: str, init: Any, bounds: Any,
+    fixed: FixedLike, xtol: float, max_expand: int, memo: FitMemo | None = None,
+) -> tuple[HypotestResult, LimitResult]:  # fmt: skip
     cl = check_float("cl", cl, low=0.0, high=1.0, low_open=True, high_open=True)
     xtol = check_float("xtol", xtol, low=0.0, low_open=True)
     max_expand = check_int("max_expand", max_expand, low=0)
@@ -93,7 +140,9 @@ def upper_limit(
         model, data, test_stat=test_stat, init=init, bounds=bounds, fixed=fixed
     )
     check_poi_has_effect(model, calc.setup.init)  # else CLs = 1 everywhere: no limit exists
-    return _Limits(calc, 1.0 - cl, xtol, max_expand).run(cl)
+    lim = _Limits(calc, 1.0 - cl, xtol, max_expand, memo)
+    res = lim.run(cl)
+    return lim.first_hypotest(), res
 
 
 def _band_roots(alpha: float) -> list[float]:
@@ -103,11 +152,38 @@ def _band_roots(alpha: float) -> list[float]:
     return [float(-ndtri_exp(la + _LOG_NDTR_NS[k]) - n) for k, n in enumerate(N_SIGMA)]
 
 
+#: warm starts extrapolate linearly from two evaluated POI values up to this many times their
+#: distance beyond the nearest one
+MAX_EXTRAPOLATION = 2.0
+
+
+def _warm(fits: dict[float, np.ndarray], mu: float) -> np.ndarray | None:
+    """Start [n_params] of a POI-fixed fit at ``mu`` from the optima ``fits`` at other POI
+    values: linear extrapolation (the conditional optimum moves smoothly with the POI) from the
+    nearest one and the nearest of those at least half as far again from it (so at most
+    :data:`MAX_EXTRAPOLATION` times their distance), else the nearest one alone; None when
+    ``fits`` is empty."""
+    if not fits:
+        return None
+    mu1 = min(fits, key=lambda u: abs(u - mu))
+    x1 = fits[mu1]
+    d = abs(mu - mu1)
+    far = [u for u in fits if abs(u - mu1) >= d / MAX_EXTRAPOLATION and u != mu1]
+    if d == 0.0 or not far:
+        return x1.copy()
+    mu2 = min(far, key=lambda u: abs(u - mu))
+    return x1 + (mu - mu1) / (mu2 - mu1) * (fits[mu2] - x1)
+
+
 class _Limits:
     """The root finding of :func:`upper_limit` over shared CLs evaluations."""
 
-    def __init__(self, calc: AsymptoticCalculator, alpha: float, xtol: float, max_expand: int):
+    def __init__(
+        self, calc: AsymptoticCalculator, alpha: float, xtol: float, max_expand: int,
+        memo: FitMemo | None = None,
+    ) -> None:  # fmt: skip
         self.calc = calc
+        self.memo = memo
         self.alpha = alpha
         self.z_alpha = float(ndtri(alpha))
         self.c = _band_roots(alpha)
@@ -122,7 +198,12 @@ class _Limits:
         self.ok = True
         # mu -> (sqrt q (NaN: Asimov only), sqrt q_A)
         self.points: dict[float, tuple[float, float]] = {}
+        # mu -> POI-fixed optimum [n_params] on the data / on the Asimov data (warm starts)
+        self.fits_data: dict[float, np.ndarray] = {}
+        self.fits_asimov: dict[float, np.ndarray] = {}
         self.sigma = 0.0
+        # (mu, q, q_Asimov, converged) of the first observed evaluation
+        self.first: tuple[float, float, float, bool] | None = None
 
     # ------------------------------------------------------------------ evaluations
     def evaluate(self, mu: float, observed: bool) -> None:
@@ -134,11 +215,58 @@ class _Limits:
         while mu > self.hi:  # widen the POI range for the fits, as pyhf cannot
             self.hi = 2.0 * self.hi if self.hi > 0 else 1.0
             s.upper[s.poi] = self.hi
-        q, qa, conv = self.calc._eval(float(mu), M_BOTH if observed else M_ASIMOV)
+        q, qa, conv = self._fits(float(mu), observed)
         if observed:
             self.calc.n_evaluations += 1
+            self.first = self.first or (float(mu), q, qa, conv)
         self.ok = self.ok and conv
         self.points[mu] = (math.sqrt(q) if observed else math.nan, math.sqrt(qa))
+
+    def _fits(self, mu: float, observed: bool) -> tuple[float, float, bool]:
+        """(q, q_Asimov, converged) at ``mu``: the fits of ``AsymptoticCalculator``'s
+        evaluation (``asymptotic_eval``: the guarded ``tmu_like_fits`` on the data, then on
+        the Asimov data), each POI-fixed fit warm-started (:meth:`_warm`).
+
+        The first evaluation starts at pyhf's init, as the calculator.  Later ones start at the
+        POI-fixed optima of the evaluated POI values extrapolated to ``mu``, with pyhf's init
+        (and the free fit, and for the Asimov data its generating point) as candidate starts:
+        the fit is never worse than one started there (``minimize_best``).
+        """
+        calc = self.calc
+        s = calc.setup
+        m = calc.model
+        prepare(calc, self.memo)  # the POI-independent fits
+        xs, fs, sts = calc._xs, calc._fs, calc._sts
+        ok = bool(sts[S_ASIMOV] == CONVERGED)
+        q = 0.0
+        if observed:
+            warm = _warm(self.fits_data, mu)
+            t = tmu(
+                calc, mu, s.init if warm is None else warm, calc.data, s.init, warm is not None,
+                S_FREE, S_FIX, self.memo if warm is None else None,
+            )
+            q = 0.0 if xs[S_FREE, s.poi] > mu else float(t)
+            ok = ok and bool(sts[S_FIX] == CONVERGED and sts[S_FREE] == CONVERGED)
+            self.fits_data[mu] = xs[S_FIX].copy()
+        warm = _warm(self.fits_asimov, mu)
+        ta = self._asimov_fits(mu, s.init if warm is None else warm)
+        if warm is not None:
+            # pyhf's start is a candidate as well: when it is below the warm-started optimum,
+            # the evaluation is redone from it (as the first one)
+            x0 = np.minimum(np.maximum(s.init, s.lower), s.upper)
+            x0[s.fixed] = s.init[s.fixed]
+            x0[s.poi] = mu
+            v = float(twice_nll(x0, calc._asimov, m.fbuf, m.ibuf))
+            if v < fs[S_FIX] - QTOL * (1.0 + abs(fs[S_FIX])):
+                ta = self._asimov_fits(mu, s.init)
+        qa = 0.0 if xs[S_FREE_A, s.poi] > mu else float(ta)
+        ok = ok and bool(sts[S_FIX] == CONVERGED and sts[S_FREE_A] == CONVERGED)
+        self.fits_asimov[mu] = xs[S_FIX].copy()
+        return q, qa, ok
+
+    def _asimov_fits(self, mu: float, start: np.ndarray) -> float:
+        calc = self.calc
+        return tmu(calc, mu, start, calc._asimov, calc._xs[S_ASIMOV], True, S_FREE_A, S_FIX)
 
     def f_obs(self, mu: float) -> float:
         """``Phi^-1(CLs(mu)) - Phi^-1(alpha)`` (decreasing; +inf where CLs = 1; NaN where only
@@ -162,7 +290,7 @@ class _Limits:
         """Asymptotic standard deviation of the POI from the Hessian of the free fit to the
         Asimov data (0 when it is not positive definite)."""
         calc = self.calc
-        calc.asimov  # prepares the fits
+        prepare(calc, self.memo)
         s = calc.setup
         m = calc.model
         n = m.n_params
@@ -225,6 +353,12 @@ class _Limits:
             if b_mu - a_mu <= 2.0 * xtol:
                 return self._interpolate_pair(f, a_mu, b_mu)
             x, near = self._estimate(f, pts, guess, a_mu, b_mu)
+            # one point only: the asymptotic guess, when on its side of the root, beats the
+            # slope -1/sigma through that point
+            one = sum(1 for _, v in pts if math.isfinite(v)) == 1
+            from_guess = one and (a_mu < guess < b_mu)
+            if from_guess:
+                x, near = guess, math.inf
             if b_mu < math.inf:
                 widths.append(b_mu - a_mu)
                 stalled = len(widths) > 3 and widths[-1] > 0.5 * widths[-4]
@@ -240,14 +374,16 @@ class _Limits:
                         f"CLs stays above {self.alpha} up to POI = {self.mu_max}; returning "
                         "that value",
                         FitWarning,
-                        stacklevel=4,
+                        stacklevel=5,
                     )
                     return self.mu_max
                 if near < xtol and a_mu < x <= self.mu_max:
                     return x
                 if not x > a_mu:
                     x = 2.0 * a_mu if a_mu > 0.0 else (self.hi if self.hi > 0 else 1.0)
-                x = min(x, 4.0 * a_mu + self.sigma if a_mu > 0.0 else x, self.mu_max)
+                if not from_guess:
+                    x = min(x, 4.0 * a_mu + self.sigma if a_mu > 0.0 else x)
+                x = min(x, self.mu_max)
             self.evaluate(x, observed)
         self.ok = False
         return x
@@ -304,6 +440,9 @@ class _Limits:
         self.sigma = self.asimov_sigma()
         sig = self.sigma if self.sigma > 0.0 else max(self.hi - self.lo, 1.0) / 10.0
         self.sigma = sig
+        # the first evaluation, at the nominal signal (POI = 1, or the nearest allowed value):
+        # a first bracket and warm start of the search, and the CLs a scan reports
+        self.evaluate(min(max(FIRST_MU, self.lo), self.hi), observed=True)
         obs = self.solve(self.f_obs, self.obs_guess(), observed=True)
         exp = [0.0] * 5
         for k in (2, 1, 3, 0, 4):  # from the median outwards: each guess from its neighbours
@@ -315,4 +454,22 @@ class _Limits:
             test_stat=self.calc.test_stat,
             converged=bool(self.ok),
             n_evaluations=len(self.points),
+        )
+
+    def first_hypotest(self) -> HypotestResult:
+        """The hypothesis test of the first evaluation (as ``AsymptoticCalculator.hypotest``)."""
+        assert self.first is not None
+        mu, q, qa, ok = self.first
+        cls_obs, clsb, clb, band = self.calc._cls(q, qa)
+        return HypotestResult(
+            poi_test=mu,
+            test_stat=self.calc.test_stat,
+            calctype="asymptotics",
+            cls_obs=cls_obs,
+            clsb=clsb,
+            clb=clb,
+            cls_exp=tuple(band),  # type: ignore[arg-type]
+            teststat=float(q),
+            teststat_asimov=float(qa),
+            converged=ok,
         )

@@ -1,7 +1,10 @@
 """Scan layer: what is computed for one signal point (a patched model), and toy chunks.
 
 A point's *main* task gives the asymptotic numbers (``histgym.infer.hypotest`` at mu = 1 with
-``qtilde``, ``histgym.infer.upper_limit`` at 95% CL, ``histgym.infer.significance``); with
+``qtilde``, ``histgym.infer.upper_limit`` at 95% CL, ``histgym.infer.significance``; the CLs at
+mu = 1 and the limits from the same fits, :func:`histgym.infer.limits.hypotest_and_limit`,
+and Z0 reusing three of their fits, :mod:`histgym.infer.pointfits`: equal to the separate
+calls); with
 ``calctype="toybased"`` the CLs values come from toy *chunks* of :data:`TOY_CHUNK` toys per
 hypothesis, each drawn from its own seeded stream ``SeedSequence([seed, crc32(patch), j])``:
 the toys of a point, hence its result, do not depend on how many workers ran the chunks nor
@@ -104,23 +107,34 @@ def main_task(model: Model, settings: Settings) -> dict[str, Any]:
         "seconds"}`` for the requested quantities.
     """
     from .. import infer
+    from ..infer.limits import hypotest_and_limit
+    from ..infer.pointfits import FitMemo, significance
+
+    memo = FitMemo()  # the fits the calculators of this point share
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {"fit_ok": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if "cls" in settings.what and settings.calctype == "asymptotics":
-            r = infer.hypotest(settings.poi_test, model)
+        want_cls = "cls" in settings.what and settings.calctype == "asymptotics"
+        r = lim = None
+        if "limit" in settings.what:
+            # the limit search starts with the CLs at POI = 1: one calculator, shared fits
+            h, lim = hypotest_and_limit(model, cl=settings.cl, memo=memo)
+            if want_cls and h.poi_test == settings.poi_test:
+                r = h
+        if want_cls:
+            if r is None:
+                r = infer.hypotest(settings.poi_test, model)
             out["cls_obs"] = float(r.cls_obs)
             out["cls_exp"] = [float(v) for v in r.cls_exp]
             out["fit_ok"] &= bool(r.converged)
-        if "limit" in settings.what:
-            lim = infer.upper_limit(model, cl=settings.cl)
+        if lim is not None:
             out["limit_obs"] = float(lim.obs)
             out["limit_exp"] = [float(v) for v in lim.exp]
             out["fit_ok"] &= bool(lim.converged)
         if "z0" in settings.what:
-            sig = infer.significance(model)
+            sig = significance(model, memo)
             out["z0"] = float(sig.z_obs)
             out["z0_exp"] = float(sig.z_exp)
             out["fit_ok"] &= bool(sig.converged)
