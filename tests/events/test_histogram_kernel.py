@@ -53,24 +53,23 @@ class Hist:
         self.pos = np.zeros((sz["K"], PREP.n_thr), dtype=np.int64)
         self.fail = np.zeros(sz["E"], dtype=np.int8)
         self.H = np.zeros(sz["H"])
-        self.cnt = np.zeros(sz["cnt"], dtype=np.int32)
         self.thr = PREP.thr_init.copy()
         self.T = np.zeros(sz["T"])
         HK.rebuild(self.thr.copy(), A["ev_off"], A["view_off"], A["fine_off"], A["fine"],
                    A["w_off"], A["wc"], A["W"], A["vc"], A["h_off"], A["srt_off"], A["srt_idx"],
                    A["srt_val"], A["thr_srt"], A["thr_kind"], PREP.G, self.pos, self.fail,
-                   self.H, self.cnt)
+                   self.H)
 
     def move(self, thr):
         HK.move_thresholds(np.asarray(thr, dtype=np.float64), A["ev_off"], A["view_off"],
                            A["wc"], A["vc"], A["h_off"], A["srt_off"], A["srt_val"],
                            A["thr_srt"], A["thr_kind"], A["str_off"], A["str_e"],
-                           A["str_fine"], A["str_woff"], A["str_w"], A["thr_str"], PREP.G,
-                           self.thr, self.pos, self.fail, self.H, self.cnt)
+                           A["str_cell"], A["str_woff"], A["str_w"], A["thr_str"], PREP.G,
+                           self.thr, self.pos, self.fail, self.H)
 
     def templates(self, ek):
         acfg = np.array([0.05, 0.25, -1.0, 0.0])
-        HK.templates(self.H, A["h_off"], PREP.G, np.asarray(ek, dtype=np.int64),
+        HK.templates(self.H, A["h_off"], A["vc"], np.asarray(ek, dtype=np.int64),
                      A["proc_view"], A["sh_src"], A["is_bkg"], acfg, self.T)
         return split_templates(PREP, self.T)
 
@@ -155,7 +154,7 @@ def test_empty_selection_is_defined():
     assert np.all(h.H == 0.0)  # emptied cells are exactly zero, no rounding residue
     assert np.all(t["NU"] == 1.0) and np.all(t["ND"] == 1.0)
     acfg = np.array([0.05, 0.25, 1.0, 0.0])
-    code, where = HK.templates(h.H, A["h_off"], PREP.G, np.array([0, 20, 40, 60, 80, 100]),
+    code, where = HK.templates(h.H, A["h_off"], A["vc"], np.array([0, 20, 40, 60, 80, 100]),
                                A["proc_view"], A["sh_src"], A["is_bkg"], acfg, h.T)
     assert code == HK.V_MIN_EVENTS and where == 0
 
