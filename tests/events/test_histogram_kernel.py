@@ -146,6 +146,32 @@ def test_variations_equal_boost_histogram(thr, ek):
             np.testing.assert_allclose(tmpl * norm, raw, rtol=1e-10, atol=1e-10)
 
 
+@settings(deadline=None, max_examples=15)
+@given(moves=st.lists(thr_st, min_size=1, max_size=4))
+def test_cell_records_count_selected_events(moves):
+    """Each view's cell records: count, sum w, sum w^2 per fine cell (np.histogram on the fine
+    grid); the extra cell G counts the selected events outside the fit range."""
+    h = Hist()
+    for thr in moves:
+        h.move(thr)
+    thr = moves[-1]
+    G = PREP.G
+    # both kernel paths are exercised: sets with and without alternative weights
+    assert {int(c) for c in A["wc"]} >= {1, 3}
+    for pi, p in enumerate(PREP.processes):
+        v = int(A["proc_view"][pi])
+        R = HK.rec_width.py_func(int(A["vc"][v]))
+        rec = h.H[A["h_off"][v] : A["h_off"][v + 1]].reshape(G + 1, R)
+        c = EV[p]
+        sel = (c["a"] > thr[0]) & (c["b"] > thr[1]) & (c["b"] < thr[2]) & (c["x"] < thr[3])
+        n, _ = np.histogram(c["x"][sel], bins=PREP.grid)
+        w, _ = np.histogram(c["x"][sel], bins=PREP.grid, weights=c["w"][sel])
+        np.testing.assert_array_equal(rec[:G, 0], n)
+        assert rec[G, 0] == sel.sum() - n.sum()
+        np.testing.assert_allclose(rec[:G, 1], w, rtol=1e-12, atol=1e-12)
+        assert np.all(rec[:G, 1][n == 0] == 0.0) and np.all(rec[:G, 2][n == 0] == 0.0)
+
+
 def test_empty_selection_is_defined():
     h = Hist()
     h.move([3.0, 5.0, 0.0, 0.0])  # nothing passes
