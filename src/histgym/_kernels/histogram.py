@@ -92,9 +92,10 @@ def search(vals, t, kind):
 
 @jit_inline
 def rec_width(c):
-    """Float64 entries of a cell record of a view with ``c`` weight columns (count, sum w,
-    sum w^2, ``c - 1`` alternative weights), rounded up to a multiple of 4 (32 bytes)."""
-    return 4 * ((c + 5) // 4)
+    """Float64 entries of a cell record of a view with ``c`` weight columns: count, sum w,
+    sum w^2 and ``c - 1`` alternative weights (not padded: a smaller footprint in the cache
+    was faster than 32-byte aligned records)."""
+    return c + 2
 
 
 @jit_inline
