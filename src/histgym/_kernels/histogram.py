@@ -246,17 +246,26 @@ def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, 
 
 
 @jit
-def coarse(H, h_off, v, vcv, col, ek, out, oo):
-    """Sum column ``col`` (0: sum w, 1: sum w^2, 1 + j: alternative weight j) of view ``v``'s
-    cell records (``vcv`` weight columns) into the bins ``ek`` -> ``out[oo : oo + B]``."""
-    R = rec_width(vcv)
-    o = h_off[v] + 1 + col
+def coarse(H, h_off, vc, v1, col1, v2, col2, ek, out, oo1, oo2):
+    """Sum column ``col1`` of view ``v1``'s cell records into the bins ``ek`` ->
+    ``out[oo1 : oo1 + B]``, and column ``col2`` of view ``v2`` -> ``out[oo2 : oo2 + B]``.
+
+    Columns: 0 sum w, 1 sum w^2, 1 + j alternative weight j.  The two sums run in one loop
+    (two independent chains of additions, each in cell order).
+    """
+    R1 = rec_width(vc[v1])
+    R2 = rec_width(vc[v2])
+    o1 = h_off[v1] + 1 + col1
+    o2 = h_off[v2] + 1 + col2
     B = ek.shape[0] - 1
     for b in range(B):
-        s = 0.0
+        s1 = 0.0
+        s2 = 0.0
         for g in range(ek[b], ek[b + 1]):
-            s += H[o + g * R]
-        out[oo + b] = s
+            s1 += H[o1 + g * R1]
+            s2 += H[o2 + g * R2]
+        out[oo1 + b] = s1
+        out[oo2 + b] = s2
 
 
 @jit
@@ -277,14 +286,13 @@ def templates(H, h_off, vc, ek, proc_view, sh_src, is_bkg, acfg_f, T):
     oD = oU + nsh * B  # HD
     oN = oD + nsh * B  # NU, then ND at oN + nsh
     for p in range(P):
-        coarse(H, h_off, proc_view[p], vc[proc_view[p]], 0, ek, T, p * B)
-        coarse(H, h_off, proc_view[p], vc[proc_view[p]], 1, ek, T, oS + p * B)
+        coarse(H, h_off, vc, proc_view[p], 0, proc_view[p], 1, ek, T, p * B, oS + p * B)
     code = V_OK
     where = -1
     for i in range(nsh):
         p = sh_src[i, 0]
-        coarse(H, h_off, sh_src[i, 1], vc[sh_src[i, 1]], sh_src[i, 2], ek, T, oU + i * B)
-        coarse(H, h_off, sh_src[i, 3], vc[sh_src[i, 3]], sh_src[i, 4], ek, T, oD + i * B)
+        coarse(H, h_off, vc, sh_src[i, 1], sh_src[i, 2], sh_src[i, 3], sh_src[i, 4], ek, T,
+               oU + i * B, oD + i * B)
         sy = 0.0
         su = 0.0
         sd = 0.0
