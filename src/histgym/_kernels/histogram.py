@@ -11,25 +11,26 @@ that shift only the fit observable), each with
   ``[grid[g], grid[g+1])``, the last one closed, as ``np.histogram``);
 * a block of ``G + 1`` cell *records* in ``H`` from ``h_off[v]`` (cell ``G`` collects the
   events outside the fit range and is never read), each :func:`rec_width` ``(vc[v])`` float64
-  wide: the number of selected events, their sum of weights, sum of squared weights and sums
-  of the alternative weights (weight-type variations), side by side so that adding or removing
-  an event touches one cache line per view.  A cell whose count drops to 0 is reset to exactly
-  0 (incremental sums cannot drift there).
+  wide: the number of selected events, their sum of weights, sum of squared weights and sums of
+  the alternative weights (weight-type variations), side by side so that adding or removing an
+  event touches one record (mostly one cache line) per view. A cell whose count drops to 0 is
+  reset to exactly 0 (incremental sums cannot drift there).
 
 ``W`` float64 holds the set's event-major weight columns (``wc[k]`` per event, from
-``w_off[k]``; column 0 the event weight).  Each tunable threshold ``j`` has a kind
+``w_off[k]``; column 0 the event weight). Each tunable threshold ``j`` has a kind
 (``thr_kind``: 0 selects ``x > t``, 1 selects ``x < t``) and per set a sorted copy of its
-observable (``srt_*``) and a *stream* (``thr_str[k, j]``): event index, the offsets in ``H``
-of its cell record in every view (``str_cell``) and its weights in that sorted order
-(``str_*``), so that moving a threshold reads memory sequentially.  Per environment, ``pos[k, j]`` is the number of sorted events at or below the
-threshold (``x <= t`` for kind 0, ``x < t`` for kind 1) and ``fail`` int8 [E] counts the
-thresholds an event fails (selected: ``fail == 0``).
+observable (``srt_*``) and a *stream* (``thr_str[k, j]``): event index, the offsets in ``H`` of
+its cell record in every view (``str_cell``) and its weights in that sorted order (``str_*``),
+so that moving a threshold reads memory sequentially. Per environment, ``pos[k, j]`` is the
+number of sorted events at or below the threshold (``x <= t`` for kind 0, ``x < t`` for kind 1)
+and ``fail`` int8 [E] counts the thresholds an event fails (selected: ``fail == 0``).
 
 Moving a threshold visits only the events between its old and new position; moving the inner
-bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) costs
-``O(G)`` per column.  The cost of a move is the events it visits (each: its fail counter, then,
-if its selection changes, one record per view, updated without data-dependent branches).  The binned templates, the validity of the analysis (minimum background)
-and the model update (nominal yields, histosys templates, normsys factors with their code4
+bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) costs ``O(G)``
+per column. A move costs a pass over the events it visits (their fail counters, collecting
+those whose selection changes without a branch) and a pass over the collected ones (one record
+per view each). The binned templates, the validity of the analysis (minimum background) and the
+model update (nominal yields, histosys templates, normsys factors with their code4
 coefficients, staterror widths) follow; the metric is computed by the scoring core of
 :mod:`histgym._kernels.env_step` (``_evaluate_nograd``: ``_evaluate`` without the reward
 gradient), as for the histogram environments.
