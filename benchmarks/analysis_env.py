@@ -8,16 +8,20 @@ energy-scale shape systematic as shifted observables, 8 bins), with uniform rand
 
 * histgym single env: ``env.step`` per second (the whole step: incremental histograms,
   model update, two Newton fits for the profiled Z0, observation and info), per wall-clock
-  second and per CPU second of the process (the two differ on a busy machine);
+  second and per CPU second of the process (the two differ on a busy machine), median of
+  ``--repeats`` (3) runs of the same trajectory;
 * histgym vector env (8 rows, serial): env-steps per second;
 * pyhf rebuild: per step, histograms with ``np.histogram`` (nominal, sum w^2, variations),
   the pyhf workspace, ``pyhf.Workspace(...).model()`` and the Z0 from
-  ``pyhf.infer.test_statistics.q0`` on Asimov data;
+  ``pyhf.infer.test_statistics.q0`` on Asimov data; the median time of at least
+  ``--peer-min`` (10) rebuilds and ``--peer-seconds`` (5 s) of rebuilding, wall-clock and CPU
+  time of the process;
 * cabinetry rebuild (at 1e5 events only): per step, cabinetry's template building from a ROOT
   file written with uproot, its workspace and ``cabinetry.fit.significance`` (expected Z0).
 
 Every rebuild step is checked against the environment's value (same cuts and edges).
-Ratios are histgym steps/s over the peer's.
+Ratios are histgym steps/s over the peer's, wall-clock and per CPU second (the latter does not
+depend on how the machine is shared during the run).
 """
 
 from __future__ import annotations
@@ -126,6 +130,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--quick", action="store_true", help="fewer steps")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs of the single-env trajectory (median)")
+    ap.add_argument("--peer-min", type=int, default=10, help="at least this many pyhf rebuilds")
+    ap.add_argument("--peer-seconds", type=float, default=5.0,
+                    help="and at least this many seconds of pyhf rebuilds")
     args = ap.parse_args()
 
     from histgym.envs.analysis import AnalysisCore, AnalysisEnv, AnalysisVectorEnv
@@ -143,13 +152,17 @@ def main() -> None:
         env.reset(seed=0)
         for a in acts[:20]:  # warm up (compilation is cached on disk)
             env.step(a)
-        env.reset(seed=0)
-        t = time.perf_counter()
-        c = time.process_time()
-        for a in acts:
-            _, r, _, _, info = env.step(a)
-        single = n_steps / (time.perf_counter() - t)
-        single_cpu = n_steps / (time.process_time() - c)
+        runs, runs_cpu = [], []
+        for _ in range(args.repeats):  # the same trajectory; median over the repeats
+            env.reset(seed=0)
+            t = time.perf_counter()
+            c = time.process_time()
+            for a in acts:
+                _, r, _, _, info = env.step(a)
+            runs.append(n_steps / (time.perf_counter() - t))
+            runs_cpu.append(n_steps / (time.process_time() - c))
+        single = float(np.median(runs))
+        single_cpu = float(np.median(runs_cpu))
         assert math.isfinite(r)
         vec = AnalysisVectorEnv(core=core, num_envs=8, max_steps=10**9)
         vec.reset(seed=0)
@@ -159,20 +172,26 @@ def main() -> None:
             vec.step(a)
         vector = va.shape[0] * 8 / (time.perf_counter() - t)
 
-        # peers, on the analyses the environment visits (checked against its values)
+        # peers, on the analyses the environment visits (checked against its values): at
+        # least --peer-min rebuilds and --peer-seconds of rebuilding, median time per rebuild
         events = toy_events(0, n)
-        n_peer = 3 if args.quick else 10
         env.reset(seed=0)
-        t_pyhf = 0.0
-        for a in acts[:n_peer]:
+        wall, cpu = [], []
+        for a in acts:
+            if len(wall) >= args.peer_min and sum(wall) >= args.peer_seconds:
+                break
             _, _, _, _, info = env.step(a)
             t = time.perf_counter()
+            c = time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 z = pyhf_rebuild_z0(events, core.analysis, env.cuts, env.edges)
-            t_pyhf += time.perf_counter() - t
+            cpu.append(time.process_time() - c)
+            wall.append(time.perf_counter() - t)
             assert abs(z - info["value"]) <= 1e-4 * max(1.0, z), (z, info["value"])
-        pyhf_rate = n_peer / t_pyhf
+        pyhf_rate = 1.0 / float(np.median(wall))
+        pyhf_cpu = 1.0 / float(np.median(cpu))
+        n_pyhf = len(wall)
         cab_rate = float("nan")
         if n == 100_000:
             import uproot
@@ -195,21 +214,25 @@ def main() -> None:
                     t_cab += time.perf_counter() - t
                     assert abs(z - info["value"]) <= 1e-3 * max(1.0, z), (z, info["value"])
                 cab_rate = k / t_cab
-        rows.append((n, t_build, single, single_cpu, vector, pyhf_rate, cab_rate))
+        rows.append((n, t_build, single, single_cpu, vector, pyhf_rate, pyhf_cpu, n_pyhf,
+                     cab_rate))
         print(f"{n:>9d} events/process: build {t_build:6.1f} s | single {single:8.0f} steps/s "
               f"({single_cpu:.0f} per CPU second) | "
               f"vector(8) {vector:8.0f} steps/s | pyhf rebuild {pyhf_rate:7.2f}/s "
-              f"(x{single / pyhf_rate:,.0f}) | cabinetry {cab_rate:7.3f}/s "
-              f"(x{single / cab_rate:,.0f})", flush=True)
+              f"({pyhf_cpu:.2f} per CPU s, median of {n_pyhf}) "
+              f"(x{single / pyhf_rate:,.0f}; per CPU s x{single_cpu / pyhf_cpu:,.0f}) | "
+              f"cabinetry {cab_rate:7.3f}/s (x{single / cab_rate:,.0f}) | load "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
     print()
     print("| events/process | build (s) | single env steps/s (per CPU s) | vector env (8) steps/s | "
-          "pyhf rebuild /s | cabinetry /s | single / pyhf | single / cabinetry |")
+          "pyhf rebuild /s (per CPU s; rebuilds) | cabinetry /s | single / pyhf (per CPU s) | "
+          "single / cabinetry |")
     print("|---|---|---|---|---|---|---|---|")
-    for n, tb, s, sc, v, p, c in rows:
+    for n, tb, s, sc, v, p, pc, npf, c in rows:
         cr = f"{s / c:,.0f}" if c == c else "-"
         cs = f"{c:.3f}" if c == c else "-"
-        print(f"| {n:,} | {tb:.1f} | {s:,.0f} ({sc:,.0f}) | {v:,.0f} | {p:.2f} | {cs} | "
-              f"{s / p:,.0f} | {cr} |")
+        print(f"| {n:,} | {tb:.1f} | {s:,.0f} ({sc:,.0f}) | {v:,.0f} | {p:.2f} ({pc:.2f}; {npf}) | "
+              f"{cs} | {s / p:,.0f} ({sc / pc:,.0f}) | {cr} |")
     print(f"(load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
           "steps per CPU second is the rate without time-sharing)")
 

@@ -53,24 +53,23 @@ class Hist:
         self.pos = np.zeros((sz["K"], PREP.n_thr), dtype=np.int64)
         self.fail = np.zeros(sz["E"], dtype=np.int8)
         self.H = np.zeros(sz["H"])
-        self.cnt = np.zeros(sz["cnt"], dtype=np.int32)
         self.thr = PREP.thr_init.copy()
         self.T = np.zeros(sz["T"])
         HK.rebuild(self.thr.copy(), A["ev_off"], A["view_off"], A["fine_off"], A["fine"],
                    A["w_off"], A["wc"], A["W"], A["vc"], A["h_off"], A["srt_off"], A["srt_idx"],
                    A["srt_val"], A["thr_srt"], A["thr_kind"], PREP.G, self.pos, self.fail,
-                   self.H, self.cnt)
+                   self.H)
 
     def move(self, thr):
         HK.move_thresholds(np.asarray(thr, dtype=np.float64), A["ev_off"], A["view_off"],
                            A["wc"], A["vc"], A["h_off"], A["srt_off"], A["srt_val"],
                            A["thr_srt"], A["thr_kind"], A["str_off"], A["str_e"],
-                           A["str_fine"], A["str_woff"], A["str_w"], A["thr_str"], PREP.G,
-                           self.thr, self.pos, self.fail, self.H, self.cnt)
+                           A["str_cell"], A["str_woff"], A["str_w"], A["thr_str"], PREP.G,
+                           self.thr, self.pos, self.fail, self.H)
 
     def templates(self, ek):
         acfg = np.array([0.05, 0.25, -1.0, 0.0])
-        HK.templates(self.H, A["h_off"], PREP.G, np.asarray(ek, dtype=np.int64),
+        HK.templates(self.H, A["h_off"], A["vc"], np.asarray(ek, dtype=np.int64),
                      A["proc_view"], A["sh_src"], A["is_bkg"], acfg, self.T)
         return split_templates(PREP, self.T)
 
@@ -147,6 +146,32 @@ def test_variations_equal_boost_histogram(thr, ek):
             np.testing.assert_allclose(tmpl * norm, raw, rtol=1e-10, atol=1e-10)
 
 
+@settings(deadline=None, max_examples=15)
+@given(moves=st.lists(thr_st, min_size=1, max_size=4))
+def test_cell_records_count_selected_events(moves):
+    """Each view's cell records: count, sum w, sum w^2 per fine cell (np.histogram on the fine
+    grid); the extra cell G counts the selected events outside the fit range."""
+    h = Hist()
+    for thr in moves:
+        h.move(thr)
+    thr = moves[-1]
+    G = PREP.G
+    # both kernel paths are exercised: sets with and without alternative weights
+    assert {int(c) for c in A["wc"]} >= {1, 3}
+    for pi, p in enumerate(PREP.processes):
+        v = int(A["proc_view"][pi])
+        R = HK.rec_width.py_func(int(A["vc"][v]))
+        rec = h.H[A["h_off"][v] : A["h_off"][v + 1]].reshape(G + 1, R)
+        c = EV[p]
+        sel = (c["a"] > thr[0]) & (c["b"] > thr[1]) & (c["b"] < thr[2]) & (c["x"] < thr[3])
+        n, _ = np.histogram(c["x"][sel], bins=PREP.grid)
+        w, _ = np.histogram(c["x"][sel], bins=PREP.grid, weights=c["w"][sel])
+        np.testing.assert_array_equal(rec[:G, 0], n)
+        assert rec[G, 0] == sel.sum() - n.sum()
+        np.testing.assert_allclose(rec[:G, 1], w, rtol=1e-12, atol=1e-12)
+        assert np.all(rec[:G, 1][n == 0] == 0.0) and np.all(rec[:G, 2][n == 0] == 0.0)
+
+
 def test_empty_selection_is_defined():
     h = Hist()
     h.move([3.0, 5.0, 0.0, 0.0])  # nothing passes
@@ -155,7 +180,7 @@ def test_empty_selection_is_defined():
     assert np.all(h.H == 0.0)  # emptied cells are exactly zero, no rounding residue
     assert np.all(t["NU"] == 1.0) and np.all(t["ND"] == 1.0)
     acfg = np.array([0.05, 0.25, 1.0, 0.0])
-    code, where = HK.templates(h.H, A["h_off"], PREP.G, np.array([0, 20, 40, 60, 80, 100]),
+    code, where = HK.templates(h.H, A["h_off"], A["vc"], np.array([0, 20, 40, 60, 80, 100]),
                                A["proc_view"], A["sh_src"], A["is_bkg"], acfg, h.T)
     assert code == HK.V_MIN_EVENTS and where == 0
 

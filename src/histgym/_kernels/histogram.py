@@ -9,24 +9,28 @@ that shift only the fit observable), each with
 * ``fine`` int32 (from ``fine_off[v]``): the fine-grid cell of the view's fit observable per
   event (``-1`` outside the fit range; ``G`` equal cells with edges ``grid[0..G]``, cells
   ``[grid[g], grid[g+1])``, the last one closed, as ``np.histogram``);
-* a histogram block ``H[h_off[v] :]`` of ``vc[v] + 1`` columns of ``G`` cells: sum of weights,
-  sum of squared weights, and sums of the alternative weights (weight-type variations);
-  ``cnt[v * G + g]`` counts the selected events per cell (a cell that empties is reset to
-  exactly 0, so incremental sums cannot drift there).
+* a block of ``G + 1`` cell *records* in ``H`` from ``h_off[v]`` (cell ``G`` collects the
+  events outside the fit range and is never read), each :func:`rec_width` ``(vc[v])`` float64
+  wide: the number of selected events, their sum of weights, sum of squared weights and sums of
+  the alternative weights (weight-type variations), side by side so that adding or removing an
+  event touches one record (mostly one cache line) per view. A cell whose count drops to 0 is
+  reset to exactly 0 (incremental sums cannot drift there).
 
 ``W`` float64 holds the set's event-major weight columns (``wc[k]`` per event, from
-``w_off[k]``; column 0 the event weight).  Each tunable threshold ``j`` has a kind
+``w_off[k]``; column 0 the event weight). Each tunable threshold ``j`` has a kind
 (``thr_kind``: 0 selects ``x > t``, 1 selects ``x < t``) and per set a sorted copy of its
-observable (``srt_*``) and a *stream* (``thr_str[k, j]``): event index, fine cells of every
-view and weights in that sorted order (``str_*``), so that moving a threshold reads memory
-sequentially.  Per environment, ``pos[k, j]`` is the number of sorted events at or below the
-threshold (``x <= t`` for kind 0, ``x < t`` for kind 1) and ``fail`` int8 [E] counts the
-thresholds an event fails (selected: ``fail == 0``).
+observable (``srt_*``) and a *stream* (``thr_str[k, j]``): event index, the offsets in ``H`` of
+its cell record in every view (``str_cell``) and its weights in that sorted order (``str_*``),
+so that moving a threshold reads memory sequentially. Per environment, ``pos[k, j]`` is the
+number of sorted events at or below the threshold (``x <= t`` for kind 0, ``x < t`` for kind 1)
+and ``fail`` int8 [E] counts the thresholds an event fails (selected: ``fail == 0``).
 
 Moving a threshold visits only the events between its old and new position; moving the inner
-bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) costs
-``O(G)`` per column.  The binned templates, the validity of the analysis (minimum background)
-and the model update (nominal yields, histosys templates, normsys factors with their code4
+bin edges (``ek``, int64 [B+1] on the fine grid, ``ek[0] = 0``, ``ek[B] = G``) costs ``O(G)``
+per column. A move costs a pass over the events it visits (their fail counters, collecting
+those whose selection changes without a branch) and a pass over the collected ones (one record
+per view each). The binned templates, the validity of the analysis (minimum background) and the
+model update (nominal yields, histosys templates, normsys factors with their code4
 coefficients, staterror widths) follow; the metric is computed by the scoring core of
 :mod:`histgym._kernels.env_step` (``_evaluate_nograd``: ``_evaluate`` without the reward
 gradient), as for the histogram environments.
@@ -88,46 +92,65 @@ def search(vals, t, kind):
 
 
 @jit_inline
-def _toggle_views(k, view_off, vfine, fo, nv, W, wo, vc, sign, h_off, G, H, cnt):
-    """Add (sign 1) or remove (sign -1) one event of set ``k`` in every view.
+def rec_width(c):
+    """Float64 entries of a cell record of a view with ``c`` weight columns: count, sum w,
+    sum w^2 and ``c - 1`` alternative weights (not padded: a smaller footprint in the cache
+    was faster than 32-byte aligned records)."""
+    return c + 2
 
-    ``vfine[fo:fo + nv]`` are the event's fine cells in the set's views, ``W[wo:]`` its weights.
+
+@jit_inline
+def _toggle(cell, co, nv, ncol, W, wo, s, H):
+    """Add (``s`` = 1.0) or remove (-1.0) one event in each of its ``nv`` views.
+
+    ``cell[co:co + nv]`` are the offsets of the event's records in ``H``, ``ncol[i]`` the
+    weight columns of view ``i``, ``W[wo + j]`` the event's weight (``j = 0``) and alternative
+    weights.  A record whose count drops to 0 is reset to exactly 0.
     """
     w = W[wo]
+    sw = s * w
+    sw2 = sw * w
     for i in range(nv):
-        g = vfine[fo + i]
-        if g < 0:
-            continue
-        v = view_off[k] + i
-        ho = h_off[v]
-        c = vc[v]
-        ci = v * G + g
-        cnt[ci] += sign
-        if cnt[ci] == 0:
-            H[ho + g] = 0.0
-            H[ho + G + g] = 0.0
-            for j in range(1, c):
-                H[ho + (j + 1) * G + g] = 0.0
+        o = cell[co + i]
+        n = H[o] + s
+        H[o] = n
+        if n != 0.0:
+            H[o + 1] += sw
+            H[o + 2] += sw2
+            for j in range(1, ncol[i]):
+                H[o + 2 + j] += s * W[wo + j]
         else:
-            H[ho + g] += sign * w
-            H[ho + G + g] += sign * w * w
-            for j in range(1, c):
-                H[ho + (j + 1) * G + g] += sign * W[wo + j]
+            for j in range(ncol[i] + 1):
+                H[o + 1 + j] = 0.0
+
+
+@jit_inline
+def _toggle_plain(cell, co, nv, w, s, H):
+    """:func:`_toggle` for views without alternative weights (``ncol`` all 1)."""
+    sw = s * w
+    sw2 = sw * w
+    for i in range(nv):
+        o = cell[co + i]
+        n = H[o] + s
+        H[o] = n
+        if n != 0.0:
+            H[o + 1] += sw
+            H[o + 2] += sw2
+        else:
+            H[o + 1] = 0.0
+            H[o + 2] = 0.0
 
 
 @jit
 def rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
-            srt_val, thr_srt, thr_kind, G, pos, fail, H, cnt):
-    """Histograms from scratch for thresholds ``thr`` (float64 [n_thr]): sets pos, fail, H, cnt."""
+            srt_val, thr_srt, thr_kind, G, pos, fail, H):
+    """Histograms from scratch for thresholds ``thr`` (float64 [n_thr]): sets pos, fail, H."""
     K = ev_off.shape[0] - 1
     n_thr = thr.shape[0]
     for i in range(fail.shape[0]):
         fail[i] = 0
     for i in range(H.shape[0]):
         H[i] = 0.0
-    for i in range(cnt.shape[0]):
-        cnt[i] = 0
-    vf = np.empty(16, dtype=np.int32)
     for k in range(K):
         n = ev_off[k + 1] - ev_off[k]
         base = ev_off[k]
@@ -144,24 +167,26 @@ def rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_
                 for r in range(p, n):
                     fail[base + idx[r]] += 1
         nv = view_off[k + 1] - view_off[k]
-        if nv > vf.shape[0]:
-            vf = np.empty(nv, dtype=np.int32)
+        cell = np.empty(nv, dtype=np.int64)
+        ncol = vc[view_off[k] : view_off[k + 1]]
         c = wc[k]
         for e in range(n):
             if fail[base + e] == 0:
                 for i in range(nv):
-                    vf[i] = fine[fine_off[view_off[k] + i] + e]
-                _toggle_views(k, view_off, vf, 0, nv, W, w_off[k] + e * c, vc, 1, h_off, G, H, cnt)
+                    v = view_off[k] + i
+                    g = fine[fine_off[v] + e]
+                    cell[i] = h_off[v] + (g if g >= 0 else G) * rec_width(vc[v])
+                _toggle(cell, 0, nv, ncol, W, w_off[k] + e * c, 1.0, H)
 
 
 @jit
 def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, thr_srt,
-                    thr_kind, str_off, str_e, str_fine, str_woff, str_w, thr_str, G, thr, pos,
-                    fail, H, cnt):
+                    thr_kind, str_off, str_e, str_cell, str_woff, str_w, thr_str, G, thr, pos,
+                    fail, H):
     """Move every threshold to ``thr_new`` incrementally; returns the events visited.
 
     The events between the old and new position are read from the stream ``thr_str[k, j]``
-    (event index, fine cells of the set's views and weights in sorted order).
+    (event index, record offsets of the set's views and weights in sorted order).
     """
     K = ev_off.shape[0] - 1
     n_thr = thr.shape[0]
@@ -181,48 +206,71 @@ def move_thresholds(thr_new, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, 
             q = thr_str[k, j]
             so = str_off[q]
             nv = view_off[k + 1] - view_off[k]
+            ncol = vc[view_off[k] : view_off[k + 1]]
             fo = nv * so
             c = wc[k]
+            plain = c == 1  # no alternative weights in any view: the fast path
+            for i in range(nv):
+                if ncol[i] != 1:
+                    plain = False
             wo = str_woff[q]
             a = min(p0, p1)
             b = max(p0, p1)
             # GT: positions below p fail; LT: positions at/above p fail
             more_fail = (p1 > p0) == (kind == GT)
             visited += b - a
-            if more_fail:
-                for r in range(a, b):
-                    e = base + str_e[so + r]
-                    fail[e] += 1
-                    if fail[e] == 1:
-                        _toggle_views(k, view_off, str_fine, fo + r * nv, nv, str_w, wo + r * c,
-                                      vc, -1, h_off, G, H, cnt)
+            # an event enters (leaves) the selection when its fail count drops to (leaves) 0.
+            # Two passes: the fail counters, collecting the events whose selection changes
+            # (branch-free), then their records (no mispredicted branch between the loads)
+            step = 1 if more_fail else -1
+            edge = 0 if more_fail else 1
+            sign = -1.0 if more_fail else 1.0
+            buf = np.empty(b - a, dtype=np.int32)
+            m = 0
+            for r in range(a, b):
+                e = base + str_e[so + r]
+                f = fail[e]
+                fail[e] = f + step
+                buf[m] = r
+                m += 1 if f == edge else 0
+            if plain:
+                for i in range(m):
+                    r = buf[i]
+                    _toggle_plain(str_cell, fo + r * nv, nv, str_w[wo + r * c], sign, H)
             else:
-                for r in range(a, b):
-                    e = base + str_e[so + r]
-                    fail[e] -= 1
-                    if fail[e] == 0:
-                        _toggle_views(k, view_off, str_fine, fo + r * nv, nv, str_w, wo + r * c,
-                                      vc, 1, h_off, G, H, cnt)
+                for i in range(m):
+                    r = buf[i]
+                    _toggle(str_cell, fo + r * nv, nv, ncol, str_w, wo + r * c, sign, H)
             pos[k, j] = p1
         thr[j] = thr_new[j]
     return visited
 
 
 @jit
-def coarse(H, h_off, v, col, G, ek, out, oo):
-    """Sum column ``col`` of view ``v``'s fine histogram into the bins ``ek`` ->
-    ``out[oo : oo + B]``."""
-    o = h_off[v] + col * G
+def coarse(H, h_off, vc, v1, col1, v2, col2, ek, out, oo1, oo2):
+    """Sum column ``col1`` of view ``v1``'s cell records into the bins ``ek`` ->
+    ``out[oo1 : oo1 + B]``, and column ``col2`` of view ``v2`` -> ``out[oo2 : oo2 + B]``.
+
+    Columns: 0 sum w, 1 sum w^2, 1 + j alternative weight j.  The two sums run in one loop
+    (two independent chains of additions, each in cell order).
+    """
+    R1 = rec_width(vc[v1])
+    R2 = rec_width(vc[v2])
+    o1 = h_off[v1] + 1 + col1
+    o2 = h_off[v2] + 1 + col2
     B = ek.shape[0] - 1
     for b in range(B):
-        s = 0.0
+        s1 = 0.0
+        s2 = 0.0
         for g in range(ek[b], ek[b + 1]):
-            s += H[o + g]
-        out[oo + b] = s
+            s1 += H[o1 + g * R1]
+            s2 += H[o2 + g * R2]
+        out[oo1 + b] = s1
+        out[oo2 + b] = s2
 
 
 @jit
-def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
+def templates(H, h_off, vc, ek, proc_view, sh_src, is_bkg, acfg_f, T):
     """Binned templates of the analysis into ``T``; returns (validity code, offending bin).
 
     ``proc_view`` int64 [n_proc]: each process's nominal view; ``sh_src`` int64 [n_sh, 5]:
@@ -239,14 +287,13 @@ def templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, T):
     oD = oU + nsh * B  # HD
     oN = oD + nsh * B  # NU, then ND at oN + nsh
     for p in range(P):
-        coarse(H, h_off, proc_view[p], 0, G, ek, T, p * B)
-        coarse(H, h_off, proc_view[p], 1, G, ek, T, oS + p * B)
+        coarse(H, h_off, vc, proc_view[p], 0, proc_view[p], 1, ek, T, p * B, oS + p * B)
     code = V_OK
     where = -1
     for i in range(nsh):
         p = sh_src[i, 0]
-        coarse(H, h_off, sh_src[i, 1], sh_src[i, 2], G, ek, T, oU + i * B)
-        coarse(H, h_off, sh_src[i, 3], sh_src[i, 4], G, ek, T, oD + i * B)
+        coarse(H, h_off, vc, sh_src[i, 1], sh_src[i, 2], sh_src[i, 3], sh_src[i, 4], ek, T,
+               oU + i * B, oD + i * B)
         sy = 0.0
         su = 0.0
         sd = 0.0
@@ -430,10 +477,10 @@ def observation(thr, thr_lo, thr_hi, ek, G, T, n_proc, sig, norm_sig, norm_bkg, 
 def analysis_step(
     mode, action, thr_req, edge_req,
     ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
-    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_cell, str_woff, str_w, thr_str, G,
     proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
     cfg_i, cfg_f, pvec, fixed2, ibuf, score,
-    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+    thr, edge_f, ek, pos, fail, H, T, Tn, fbuf, data, x, out, st_i,
 ):
     """One analysis update: ``mode`` 0 applies ``action``, 1 moves to ``thr_req``/``edge_req``,
     2 rebuilds at ``thr_req``/``edge_req`` (start of an episode).
@@ -464,23 +511,23 @@ def analysis_step(
         for j in range(n_thr):
             thr[j] = thr_t[j]
         rebuild(thr, ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
-                srt_val, thr_srt, thr_kind, G, pos, fail, H, cnt)
+                srt_val, thr_srt, thr_kind, G, pos, fail, H)
         visited = fail.shape[0]
     else:
         visited = move_thresholds(thr_t, ev_off, view_off, wc, vc, h_off, srt_off, srt_val,
-                                  thr_srt, thr_kind, str_off, str_e, str_fine, str_woff, str_w,
-                                  thr_str, G, thr, pos, fail, H, cnt)
+                                  thr_srt, thr_kind, str_off, str_e, str_cell, str_woff, str_w,
+                                  thr_str, G, thr, pos, fail, H)
     for j in range(nE):
         edge_f[j] = edge_t[j]
     quantize_edges(edge_f, G, ek)
-    code, where = templates(H, h_off, G, ek, proc_view, sh_src, is_bkg, acfg_f, Tn)
+    code, where = templates(H, h_off, vc, ek, proc_view, sh_src, is_bkg, acfg_f, Tn)
     st_i[0] = code
     st_i[1] = where
     st_i[2] = visited
     if code != V_OK and mode != 2:
         move_thresholds(thr_old, ev_off, view_off, wc, vc, h_off, srt_off, srt_val, thr_srt,
-                        thr_kind, str_off, str_e, str_fine, str_woff, str_w, thr_str, G, thr, pos,
-                        fail, H, cnt)
+                        thr_kind, str_off, str_e, str_cell, str_woff, str_w, thr_str, G, thr, pos,
+                        fail, H)
         for j in range(nE):
             edge_f[j] = ef_old[j]
         for j in range(B + 1):
@@ -513,10 +560,10 @@ def analysis_step(
 def analysis_step_batch(
     mask, mode, actions, thr_req, edge_req,
     ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
-    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_cell, str_woff, str_w, thr_str, G,
     proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
     cfg_i, cfg_f, pvec, fixed2, ibuf, score,
-    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+    thr, edge_f, ek, pos, fail, H, T, Tn, fbuf, data, x, out, st_i,
 ):
     """:func:`analysis_step` for the rows (leading axis of every state array) where ``mask``."""
     for r in prange(mask.shape[0]):
@@ -524,10 +571,10 @@ def analysis_step_batch(
             analysis_step(
                 mode, actions[r], thr_req[r], edge_req[r],
                 ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
-                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff,
+                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_cell, str_woff,
                 str_w, thr_str, G, proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
                 acfg_f, cfg_i, cfg_f, pvec, fixed2, ibuf, score,
-                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
+                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], T[r], Tn[r], fbuf[r],
                 data[r], x[r], out[r], st_i[r],
             )
 
@@ -536,10 +583,10 @@ def analysis_step_batch(
 def analysis_step_batch_serial(
     mask, mode, actions, thr_req, edge_req,
     ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx, srt_val,
-    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff, str_w, thr_str, G,
+    thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_cell, str_woff, str_w, thr_str, G,
     proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv, acfg_f,
     cfg_i, cfg_f, pvec, fixed2, ibuf, score,
-    thr, edge_f, ek, pos, fail, H, cnt, T, Tn, fbuf, data, x, out, st_i,
+    thr, edge_f, ek, pos, fail, H, T, Tn, fbuf, data, x, out, st_i,
 ):
     """:func:`analysis_step_batch` in one thread (no thread start-up, no parallel compile)."""
     for r in range(mask.shape[0]):
@@ -547,9 +594,9 @@ def analysis_step_batch_serial(
             analysis_step(
                 mode, actions[r], thr_req[r], edge_req[r],
                 ev_off, view_off, fine_off, fine, w_off, wc, W, vc, h_off, srt_off, srt_idx,
-                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_fine, str_woff,
+                srt_val, thr_srt, thr_kind, thr_lo, thr_hi, str_off, str_e, str_cell, str_woff,
                 str_w, thr_str, G, proc_view, sh_src, is_bkg, cell, sh_hs, sh_ns, st_gauss, ainv,
                 acfg_f, cfg_i, cfg_f, pvec, fixed2, ibuf, score,
-                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], cnt[r], T[r], Tn[r], fbuf[r],
+                thr[r], edge_f[r], ek[r], pos[r], fail[r], H[r], T[r], Tn[r], fbuf[r],
                 data[r], x[r], out[r], st_i[r],
             )

@@ -57,7 +57,7 @@ _VIOLATIONS = {
 _STATIC = (
     "ev_off", "view_off", "fine_off", "fine", "w_off", "wc", "W", "vc", "h_off", "srt_off",
     "srt_idx", "srt_val", "thr_srt", "thr_kind", "thr_lo", "thr_hi", "str_off", "str_e",
-    "str_fine", "str_woff", "str_w", "thr_str",
+    "str_cell", "str_woff", "str_w", "thr_str",
 )
 
 
@@ -100,7 +100,6 @@ class AnalysisState:
         self.pos = np.zeros((n, sz["K"], prep.n_thr), dtype=np.int64)
         self.fail = np.zeros((n, sz["E"]), dtype=np.int8)
         self.H = np.zeros((n, sz["H"]))
-        self.cnt = np.zeros((n, sz["cnt"]), dtype=np.int32)
         self.T = np.zeros((n, sz["T"]))
         self.Tn = np.zeros((n, sz["T"]))
         self.fbuf = np.ascontiguousarray(np.repeat(m.fbuf[None, :], n, axis=0))
@@ -112,7 +111,7 @@ class AnalysisState:
 
     def arrays(self) -> tuple[Any, ...]:
         """The state arrays in the kernel's argument order."""
-        return (self.thr, self.edge_f, self.ek, self.pos, self.fail, self.H, self.cnt, self.T,
+        return (self.thr, self.edge_f, self.ek, self.pos, self.fail, self.H, self.T,
                 self.Tn, self.fbuf, self.data, self.x, self.out, self.st_i)
 
 
@@ -247,15 +246,14 @@ class AnalysisCore:
         pos = np.zeros((sz["K"], prep.n_thr), dtype=np.int64)
         fail = np.zeros(sz["E"], dtype=np.int8)
         H = np.zeros(sz["H"])
-        cnt = np.zeros(sz["cnt"], dtype=np.int32)
         a = prep.arrays
         HK.rebuild(thr.copy(), a["ev_off"], a["view_off"], a["fine_off"], a["fine"], a["w_off"],
                    a["wc"], a["W"], a["vc"], a["h_off"], a["srt_off"], a["srt_idx"],
-                   a["srt_val"], a["thr_srt"], a["thr_kind"], prep.G, pos, fail, H, cnt)
+                   a["srt_val"], a["thr_srt"], a["thr_kind"], prep.G, pos, fail, H)
         ek = np.zeros(B + 1, dtype=np.int64)
         HK.quantize_edges(edge_f.copy(), prep.G, ek)
         T = np.zeros(sz["T"])
-        code, where = HK.templates(H, a["h_off"], prep.G, ek, a["proc_view"], a["sh_src"],
+        code, where = HK.templates(H, a["h_off"], a["vc"], ek, a["proc_view"], a["sh_src"],
                                    a["is_bkg"], self.acfg_f, T)
         return T, int(code), int(where)
 

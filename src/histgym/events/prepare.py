@@ -89,7 +89,6 @@ class PreparedEvents:
         return {
             "E": int(a["ev_off"][-1]),
             "H": int(a["h_off"][-1]),
-            "cnt": int((a["h_off"].size - 1) * self.G),
             "T": HK.t_size(len(self.processes), len(self.shape_entries), self.n_bins),
             "K": int(a["ev_off"].size - 1),
         }
@@ -250,14 +249,24 @@ def prepare(analysis: Analysis) -> PreparedEvents:
     fine_flat = [f for vs in set_views for f in vs]
     fine_off = np.zeros(len(fine_flat) + 1, dtype=np.int64)
     fine_off[1:] = np.cumsum([f.size for f in fine_flat])
-    # streams: per (set, sorted observable) the event index, the fine cells of every view and
-    # the weights in sorted order, so that moving a threshold reads memory sequentially
+    # cell records of every view: G + 1 cells (the last one: outside the fit range)
+    rw = [HK.rec_width.py_func(c) for c in vc]
+    h_off = np.zeros(len(views) + 1, dtype=np.int64)
+    h_off[1:] = np.cumsum([r * (G + 1) for r in rw])
+    if h_off[-1] >= 2**31:
+        raise InvalidAnalysis(f"too many fine_bins ({G}) for the number of variations")
+    # streams: per (set, sorted observable) the event index, the offsets of its cell records
+    # in every view and the weights in sorted order, so that moving a threshold reads memory
+    # sequentially
     str_key: dict[tuple[int, int], int] = {}
     str_e: list[np.ndarray] = []
-    str_fine: list[np.ndarray] = []
+    str_cell: list[np.ndarray] = []
     str_w: list[np.ndarray] = []
     thr_str_rows: list[list[int]] = []
     for k in range(K):
+        v0 = int(view_off[k])
+        rec = [h_off[v0 + i] + np.where(f < 0, G, f).astype(np.int64) * rw[v0 + i]
+               for i, f in enumerate(set_views[k])]
         row = []
         for j in range(n_thr):
             s_id = thr_srt_rows[k][j]
@@ -266,7 +275,7 @@ def prepare(analysis: Analysis) -> PreparedEvents:
                 order = srt_idx_parts[s_id]
                 str_key[key] = len(str_e)
                 str_e.append(order)
-                str_fine.append(np.stack([f[order] for f in set_views[k]], axis=1).ravel())
+                str_cell.append(np.stack([r[order] for r in rec], axis=1).ravel())
                 str_w.append(w_parts[k].reshape(-1, wc[k])[order].ravel())
             row.append(str_key[key])
         thr_str_rows.append(row)
@@ -276,8 +285,6 @@ def prepare(analysis: Analysis) -> PreparedEvents:
     str_woff[1:] = np.cumsum([x.size for x in str_w])
     ev_off = np.zeros(K + 1, dtype=np.int64)
     ev_off[1:] = np.cumsum(ev_sizes)
-    h_off = np.zeros(len(views) + 1, dtype=np.int64)
-    h_off[1:] = np.cumsum([(c + 1) * G for c in vc])
     srt_off = np.zeros(len(srt_idx_parts) + 1, dtype=np.int64)
     srt_off[1:] = np.cumsum([x.size for x in srt_idx_parts])
     w_off = np.zeros(K + 1, dtype=np.int64)
@@ -308,8 +315,8 @@ def prepare(analysis: Analysis) -> PreparedEvents:
         "str_off": str_off,
         "str_e": (np.ascontiguousarray(np.concatenate(str_e), dtype=np.int32)
                   if str_e else np.zeros(0, dtype=np.int32)),
-        "str_fine": (np.ascontiguousarray(np.concatenate(str_fine), dtype=np.int32)
-                     if str_fine else np.zeros(0, dtype=np.int32)),
+        "str_cell": (np.ascontiguousarray(np.concatenate(str_cell), dtype=np.int32)
+                     if str_cell else np.zeros(0, dtype=np.int32)),
         "str_woff": str_woff,
         "str_w": (np.ascontiguousarray(np.concatenate(str_w), dtype=np.float64)
                   if str_w else np.zeros(0)),
