@@ -16,6 +16,7 @@ from gymnasium.vector.utils import batch_space
 
 from .._kernels import _jit
 from .._kernels import env_step as K
+from .._kernels import small as _small
 from ..checks import check_int, check_seed
 from ..errors import InvalidOption, InvalidParameters, ResetNeeded
 from ..model import Model
@@ -190,6 +191,7 @@ class HistFactoryVectorEnv(VectorEnv):
         self._all = np.ones(self.num_envs, dtype=bool)
         self._start0 = core.start_yields_batch(p, [np.random.default_rng(0)])
         self._ga = p.kernel_args
+        self._tables = _small.tables(p)  # the small-model step path, or None
         self.parallel = parallel
         self._spec: Any = None
 
@@ -240,7 +242,13 @@ class HistFactoryVectorEnv(VectorEnv):
 
     def _step_rows(self, mask: BoolArray, a: FloatArray) -> None:
         st, p = self._st, self._params
-        if self._use_threads():
+        if self._tables is not None:
+            ti, tf = self._tables
+            if self._use_threads():
+                _small.step_batch(mask, a, st.S, p.P, p.Q, ti, tf, self._bad, _jit.thread_count())
+            else:
+                _small.step_batch_serial(mask, a, st.S, p.P, p.Q, ti, tf, self._bad)
+        elif self._use_threads():
             K.env_step_batch(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, _jit.thread_count(),
                              *self._ga)
         else:
