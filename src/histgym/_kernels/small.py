@@ -32,12 +32,18 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from .env_step import (
+    CF_CMAX,
+    CF_CMIN,
     CF_MUTEST,
+    CF_SCALE,
     CF_TOL,
+    CF_TOTAL,
+    CI_BUDGET,
     CI_COND_CONST,
     CI_DELTA,
     CI_MAXIT,
     CI_METRIC,
+    CI_MODE,
     CI_POI,
     M_NLL,
     M_Q0,
@@ -60,10 +66,9 @@ from .env_step import (
     PV_NLL,
     PV_UPPER,
     Q_HEAD,
-    _apply_action,
     fixed_masks,
 )
-from .interp import factor_1
+from .interp import CODE1
 from .likelihood import (
     LGAMMA_SERIES_MAX,
     LOG_2PI,
@@ -78,8 +83,6 @@ from .newton import (
     MAX_ITER,
     NOISE_REL,
     NON_FINITE,
-    _chol_solve,
-    _cholesky_loop_into,
 )
 
 # Ti header entries
@@ -149,63 +152,144 @@ def tables(params: object) -> tuple[np.ndarray, np.ndarray] | None:
     return np.ascontiguousarray(Ti), np.ascontiguousarray(Tf)
 
 
+# Per-thread scratch (allocated once per batch call, see :func:`_scratch`; no array view is
+# created per row or per likelihood evaluation: each view costs two atomic reference-count
+# updates, which on a 2-parameter model cost more than the arithmetic):
+#   V float64 [N_V, m] vectors, rows V_* (V_DC*: :func:`_data_consts`, V_SV*: :func:`_slots`);
+#   M float64 [3, n_pars, n_pars] Hessian, reduced Hessian, Cholesky factor; I int64
+#   [5, n_pars] rows I_*: active indices, touched parameters, marks, fixed masks of the free
+#   and conditional fits.  Fewer array arguments also mean fewer reference-count updates
+#   per call of a compiled function.
+# np.int64: a literal 0 / 1 would make numba compile _fit once per value
+FREE = np.int64(0)
+COND = np.int64(1)
+(V_G, V_XN, V_GR, V_SC, V_D, V_GB, V_X0, V_X1, V_XT, V_DAT, V_NOM, V_Y, V_DC0, V_DC1, V_DC2,
+ V_SV0, V_SV1, V_SV2) = range(18)
+N_V = 18
+# rows of I
+I_IDX, I_TOUCHED, I_MARK, I_FIXED = 0, 1, 2, 3
+
+
 @jit_inline
-def _data_consts(data, dc):
-    """Cache the data-only parts of each Poisson term in ``dc`` [3, n_data] (row 0: the count
-    they belong to; NaN forces a recomputation)."""
-    for b in range(data.shape[0]):
-        n = data[b]
-        if n == dc[0, b]:
+def _factor(code, alpha, hi, lo, c, o):
+    """:func:`histgym._kernels.interp.factor_1` with its coefficients at ``c[o : o + 6]``
+    (the same operations: no view of ``c`` is made)."""
+    if code == CODE1:
+        if alpha > 0.0:
+            f = hi**alpha
+            lg = math.log(hi)
+            return f, lg * f, lg * lg * f
+        f = lo ** (-alpha)
+        lg = -math.log(lo)
+        return f, lg * f, lg * lg * f
+    if alpha >= 1.0:
+        f = hi**alpha
+        lg = math.log(hi)
+        return f, lg * f, lg * lg * f
+    if alpha <= -1.0:
+        f = lo ** (-alpha)
+        lg = -math.log(lo)
+        return f, lg * f, lg * lg * f
+    a2 = alpha * alpha
+    a3 = a2 * alpha
+    a4 = a3 * alpha
+    a5 = a4 * alpha
+    f = 1.0 + (
+        c[o] * alpha
+        + c[o + 1] * a2
+        + c[o + 2] * a3
+        + c[o + 3] * a4
+        + c[o + 4] * a5
+        + c[o + 5] * a5 * alpha
+    )
+    df = (
+        c[o]
+        + 2.0 * c[o + 1] * alpha
+        + 3.0 * c[o + 2] * a2
+        + 4.0 * c[o + 3] * a3
+        + 5.0 * c[o + 4] * a4
+        + 6.0 * c[o + 5] * a5
+    )
+    d2f = (
+        2.0 * c[o + 1]
+        + 6.0 * c[o + 2] * alpha
+        + 12.0 * c[o + 3] * a2
+        + 20.0 * c[o + 4] * a3
+        + 30.0 * c[o + 5] * a4
+    )
+    return f, df, d2f
+
+
+@jit_inline
+def _data_consts(V, nd):
+    """Cache the data-only parts of each Poisson term of the data ``V[V_DAT, :nd]`` in ``V``
+    (row V_DC0: the count they belong to; NaN there forces a recomputation)."""
+    for b in range(nd):
+        n = V[V_DAT, b]
+        if n == V[V_DC0, b]:
             continue
-        dc[0, b] = n
+        V[V_DC0, b] = n
         if n < LGAMMA_SERIES_MAX:
-            dc[1, b] = _lgamma1p_small(n)
+            V[V_DC1, b] = _lgamma1p_small(n)
         elif n < STIRLING_MIN:
-            dc[1, b] = math.lgamma(n + 1.0)
+            V[V_DC1, b] = math.lgamma(n + 1.0)
         else:
-            dc[1, b] = 0.5 * (LOG_2PI + math.log(n))
-            dc[2, b] = _stirling_remainder(n)
+            V[V_DC1, b] = 0.5 * (LOG_2PI + math.log(n))
+            V[V_DC2, b] = _stirling_remainder(n)
 
 
 @jit_inline
-def _poisson(n, lam, dc, b):
-    """:func:`histgym._kernels.likelihood.poisson_twice` with the data-only terms from ``dc``."""
+def _poisson(n, lam, V, b):
+    """:func:`histgym._kernels.likelihood.poisson_twice` with the data-only terms from ``V``."""
     if n == 0.0:
         return 2.0 * lam
     if lam <= 0.0:
         return np.inf
     if n < STIRLING_MIN:
-        return 2.0 * (lam - n * math.log(lam) + dc[1, b])
+        return 2.0 * (lam - n * math.log(lam) + V[V_DC1, b])
     d = lam - n
     x = d / n
     if -0.25 < x < 0.5:
         dev = n * _x_minus_log1p(x)
     else:
         dev = d - n * math.log(lam / n)
-    return 2.0 * (dev + dc[1, b] + dc[2, b])
+    return 2.0 * (dev + V[V_DC1, b] + V[V_DC2, b])
 
 
 @jit_inline
-def _slots(pars, Ti, Tf, sv):
-    """Value, first and second derivative of every distinct factor into ``sv`` [3, n_slots]."""
+def _slots(V, xr, Ti, Tf):
+    """Value, first and second derivative of every distinct factor at the parameters
+    ``V[xr]`` into rows V_SV0..2 of ``V``."""
     ns = Ti[H_NS]
     o = N_H + Ti[H_NB] + 1 + Ti[H_NC]
     code = Ti[H_CODE]
     for s in range(ns):
-        x = pars[Ti[o + s]]
+        x = V[xr, Ti[o + s]]
         if Ti[o + ns + s] < 0:
-            sv[0, s] = x
-            sv[1, s] = 1.0
-            sv[2, s] = 0.0
+            V[V_SV0, s] = x
+            V[V_SV1, s] = 1.0
+            V[V_SV2, s] = 0.0
         else:
-            v, dv, d2v = factor_1(code, x, Tf[s], Tf[ns + s], Tf[2 * ns + 6 * s : 2 * ns + 6 * s + 6])
-            sv[0, s] = v
-            sv[1, s] = dv
-            sv[2, s] = d2v
+            v, dv, d2v = _factor(code, x, Tf[s], Tf[ns + s], Tf, 2 * ns + 6 * s)
+            V[V_SV0, s] = v
+            V[V_SV1, s] = dv
+            V[V_SV2, s] = d2v
 
 
 @jit_inline
-def _constraint(pars, data, Ti, Tf, dc):
+def _lam(V, Ti, b, oc):
+    lam = 0.0
+    for c in range(Ti[N_H + b], Ti[N_H + b + 1]):
+        s = Ti[oc + c]
+        f = 1.0
+        if s >= 0:
+            f *= V[V_SV0, s]
+        lam += V[V_NOM, c] * f
+    return lam
+
+
+@jit_inline
+def _constraint(V, xr, Ti, Tf):
     nb = Ti[H_NB]
     ns = Ti[H_NS]
     ng = Ti[H_NG]
@@ -215,87 +299,75 @@ def _constraint(pars, data, Ti, Tf, dc):
     total = 0.0
     for k in range(ng):
         s = Tf[fo + k]
-        z = (data[nb + Ti[o + ng + k]] - pars[Ti[o + k]]) / s
+        z = (V[V_DAT, nb + Ti[o + ng + k]] - V[xr, Ti[o + k]]) / s
         total += z * z + 2.0 * math.log(s) + LOG_2PI
     o += 2 * ng
     for k in range(npo):
         a = nb + Ti[o + npo + k]
-        total += _poisson(data[a], pars[Ti[o + k]] * Tf[fo + ng + k], dc, a)
+        total += _poisson(V[V_DAT, a], V[xr, Ti[o + k]] * Tf[fo + ng + k], V, a)
     return total
 
 
 @jit
-def small_nll(pars, data, nom, Ti, Tf, dc, sv):
-    """twice_nll (bit-for-bit :func:`~histgym._kernels.likelihood.twice_nll`) of the row whose
-    nominal yields are ``nom``; ``dc`` from :func:`_data_consts`, ``sv`` [3, n_slots] scratch."""
-    _slots(pars, Ti, Tf, sv)
+def small_nll(V, xr, Ti, Tf):
+    """twice_nll at the parameters ``V[xr]`` of the row whose nominal yields and data are in
+    ``V[V_NOM]``, ``V[V_DAT]``: bit-for-bit :func:`~histgym._kernels.likelihood.twice_nll`."""
+    _slots(V, xr, Ti, Tf)
     nb = Ti[H_NB]
     oc = N_H + nb + 1
     total = 0.0
     for b in range(nb):
-        lam = 0.0
-        for c in range(Ti[N_H + b], Ti[N_H + b + 1]):
-            s = Ti[oc + c]
-            f = 1.0
-            if s >= 0:
-                f *= sv[0, s]
-            lam += nom[c] * f
-        total += _poisson(data[b], lam, dc, b)
-    return total + _constraint(pars, data, Ti, Tf, dc)
+        total += _poisson(V[V_DAT, b], _lam(V, Ti, b, oc), V, b)
+    return total + _constraint(V, xr, Ti, Tf)
 
 
 @jit
-def small_hess(pars, data, nom, Ti, Tf, dc, sv, grad, hess, gb, mark, touched):
-    """twice_nll, its gradient and Hessian, bit-for-bit
-    :func:`~histgym._kernels.likelihood.twice_nll_hess_scratch` (``gb`` zero and ``mark``
-    False on entry and on return)."""
-    _slots(pars, Ti, Tf, sv)
+def small_hess(V, xr, Ti, Tf, M, I, n):
+    """twice_nll at ``V[xr]``; its gradient into ``V[V_G, :n]`` and Hessian into ``M[0]``:
+    bit-for-bit :func:`~histgym._kernels.likelihood.twice_nll_hess_scratch`."""
+    _slots(V, xr, Ti, Tf)
     nb = Ti[H_NB]
     ns = Ti[H_NS]
     oc = N_H + nb + 1
     op = oc + Ti[H_NC]
-    grad[:] = 0.0
-    hess[:, :] = 0.0
+    for p in range(n):
+        V[V_G, p] = 0.0
+        for q in range(n):
+            M[0, p, q] = 0.0
     total = 0.0
     for b in range(nb):
-        n = data[b]
-        lam = 0.0
-        for c in range(Ti[N_H + b], Ti[N_H + b + 1]):
-            s = Ti[oc + c]
-            f = 1.0
-            if s >= 0:
-                f *= sv[0, s]
-            lam += nom[c] * f
-        total += _poisson(n, lam, dc, b)
-        w = 2.0 - 2.0 * n / lam if n != 0.0 else 2.0
-        curv = 2.0 * n / (lam * lam) if n != 0.0 else 0.0
+        nn = V[V_DAT, b]
+        lam = _lam(V, Ti, b, oc)
+        total += _poisson(nn, lam, V, b)
+        w = 2.0 - 2.0 * nn / lam if nn != 0.0 else 2.0
+        curv = 2.0 * nn / (lam * lam) if nn != 0.0 else 0.0
         n_t = 0
         for c in range(Ti[N_H + b], Ti[N_H + b + 1]):
             s = Ti[oc + c]
             if s < 0:
                 continue
-            a = nom[c]
-            v = sv[0, s]
+            a = V[V_NOM, c]
+            v = V[V_SV0, s]
             loo = v / v if v != 0.0 else 1.0
             p = Ti[op + s]
-            if not mark[p]:
-                mark[p] = True
-                touched[n_t] = p
+            if I[I_MARK, p] == 0:
+                I[I_MARK, p] = 1
+                I[I_TOUCHED, n_t] = p
                 n_t += 1
-            gb[p] += a * loo * sv[1, s]
-            hess[p, p] += w * a * loo * sv[2, s]
+            V[V_GB, p] += a * loo * V[V_SV1, s]
+            M[0, p, p] += w * a * loo * V[V_SV2, s]
         for t in range(n_t):
-            p = touched[t]
-            gp = gb[p]
-            grad[p] += w * gp
+            p = I[I_TOUCHED, t]
+            gp = V[V_GB, p]
+            V[V_G, p] += w * gp
             if curv != 0.0:
                 for u in range(n_t):
-                    q = touched[u]
-                    hess[p, q] += curv * gp * gb[q]
+                    q = I[I_TOUCHED, u]
+                    M[0, p, q] += curv * gp * V[V_GB, q]
         for t in range(n_t):
-            p = touched[t]
-            gb[p] = 0.0
-            mark[p] = False
+            p = I[I_TOUCHED, t]
+            V[V_GB, p] = 0.0
+            I[I_MARK, p] = 0
     ng = Ti[H_NG]
     npo = Ti[H_NP]
     o = op + 2 * ns
@@ -303,37 +375,72 @@ def small_hess(pars, data, nom, Ti, Tf, dc, sv, grad, hess, gb, mark, touched):
     for k in range(ng):
         s = Tf[fo + k]
         p = Ti[o + k]
-        grad[p] += -2.0 * (data[nb + Ti[o + ng + k]] - pars[p]) / (s * s)
+        V[V_G, p] += -2.0 * (V[V_DAT, nb + Ti[o + ng + k]] - V[xr, p]) / (s * s)
     for k in range(npo):
         p = Ti[o + 2 * ng + k]
         tau = Tf[fo + ng + k]
-        lam = pars[p] * tau
-        x = data[nb + Ti[o + 2 * ng + npo + k]]
-        grad[p] += 2.0 * tau * (1.0 - x / lam) if x != 0.0 else 2.0 * tau
+        lam = V[xr, p] * tau
+        x = V[V_DAT, nb + Ti[o + 2 * ng + npo + k]]
+        V[V_G, p] += 2.0 * tau * (1.0 - x / lam) if x != 0.0 else 2.0 * tau
     for k in range(ng):
         s = Tf[fo + k]
         p = Ti[o + k]
-        hess[p, p] += 2.0 / (s * s)
+        M[0, p, p] += 2.0 / (s * s)
     for k in range(npo):
         p = Ti[o + 2 * ng + k]
-        x = data[nb + Ti[o + 2 * ng + npo + k]]
+        x = V[V_DAT, nb + Ti[o + 2 * ng + npo + k]]
         if x != 0.0:
-            hess[p, p] += 2.0 * x / (pars[p] * pars[p])
-    return total + _constraint(pars, data, Ti, Tf, dc)
+            M[0, p, p] += 2.0 * x / (V[xr, p] * V[xr, p])
+    return total + _constraint(V, xr, Ti, Tf)
+
+
+@jit_inline
+def _cholesky(M, r):
+    """:func:`histgym._kernels.newton._cholesky_loop_into` of ``M[1, :r, :r]`` into ``M[2]``."""
+    for j in range(r):
+        s = M[1, j, j]
+        for k in range(j):
+            s -= M[2, j, k] * M[2, j, k]
+        if not s > 0.0:
+            return False
+        d = np.sqrt(s)
+        M[2, j, j] = d
+        for i in range(j + 1, r):
+            t = M[1, i, j]
+            for k in range(j):
+                t -= M[2, i, k] * M[2, j, k]
+            M[2, i, j] = t / d
+        for i in range(j):
+            M[2, i, j] = 0.0
+    return True
+
+
+@jit_inline
+def _solve(M, V, r):
+    """:func:`histgym._kernels.newton._chol_solve`: ``V[V_D, :r]`` from ``V[V_GR, :r]``."""
+    for i in range(r):
+        s = V[V_GR, i]
+        for k in range(i):
+            s -= M[2, i, k] * V[V_D, k]
+        V[V_D, i] = s / M[2, i, i]
+    for i in range(r - 1, -1, -1):
+        s = V[V_D, i]
+        for k in range(i + 1, r):
+            s -= M[2, k, i] * V[V_D, k]
+        V[V_D, i] = s / M[2, i, i]
 
 
 @jit
-def _newton(x, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, grad, hess, ws):
-    """:func:`histgym._kernels.newton.newton_fit_scratch` (``lapack=None``, started at ``x``
-    itself) on the small-model likelihood: the same steps, the same numbers."""
-    n = x.shape[0]
-    fv, fd, fd2, gb, mark, touched, idx, xn, hr, low, gr, scale, d = ws
+def _newton(V, xr, Ti, Tf, M, I, fw, P, olo, oup, max_iter, tol, n):
+    """:func:`histgym._kernels.newton.newton_fit_scratch` (``lapack=None``, started at ``V[xr]``
+    and writing the minimum there; fixed mask ``I[I_FIXED + fw, :n]``, bounds ``P[olo:]``,
+    ``P[oup:]``) on the small-model likelihood: the same steps, the same numbers."""
     for i in range(n):
-        v = x[i]
-        if not fixed[i]:
-            v = min(max(v, lower[i]), upper[i])
-        x[i] = v
-    f = small_hess(x, data, nom, Ti, Tf, dc, sv, grad, hess, gb, mark, touched)
+        v = V[xr, i]
+        if not I[I_FIXED + fw, i]:
+            v = min(max(v, P[olo + i]), P[oup + i])
+        V[xr, i] = v
+    f = small_hess(V, xr, Ti, Tf, M, I, n)
     if not np.isfinite(f):
         return NON_FINITE, f, 0
     damp = 0.0
@@ -347,38 +454,37 @@ def _newton(x, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, gr
         noise = NOISE_REL * (1.0 + abs(f))
         r = 0
         for i in range(n):
-            if fixed[i]:
+            if I[I_FIXED + fw, i]:
                 continue
-            if x[i] <= lower[i] and grad[i] > 0.0:
+            if V[xr, i] <= P[olo + i] and V[V_G, i] > 0.0:
                 continue
-            if x[i] >= upper[i] and grad[i] < 0.0:
+            if V[xr, i] >= P[oup + i] and V[V_G, i] < 0.0:
                 continue
-            idx[r] = i
+            I[I_IDX, r] = i
             r += 1
         if r == 0:
             edm = 0.0
             status = CONVERGED
             break
         for a in range(r):
-            gr[a] = grad[idx[a]]
-            scale[a] = max(abs(hess[idx[a], idx[a]]), 1e-12)
+            V[V_GR, a] = V[V_G, I[I_IDX, a]]
+            V[V_SC, a] = max(abs(M[0, I[I_IDX, a], I[I_IDX, a]]), 1e-12)
         accepted = False
         while True:
             for a in range(r):
                 for b in range(r):
-                    hr[a, b] = hess[idx[a], idx[b]]
-                hr[a, a] += damp * scale[a]
-            pd = _cholesky_loop_into(hr, r, low)
-            if not pd:
+                    M[1, a, b] = M[0, I[I_IDX, a], I[I_IDX, b]]
+                M[1, a, a] += damp * V[V_SC, a]
+            if not _cholesky(M, r):
                 damp = 1e-6 if damp == 0.0 else damp * 10.0
                 if damp > 1e12:
                     break
                 continue
-            _chol_solve(low[:r, :r], gr[:r], d[:r])
+            _solve(M, V, r)
             edm = 0.0
             for a in range(r):
-                d[a] = -d[a]
-                edm -= 0.25 * gr[a] * d[a]
+                V[V_D, a] = -V[V_D, a]
+                edm -= 0.25 * V[V_GR, a] * V[V_D, a]
             if edm < tol and damp == 0.0:
                 status = CONVERGED
                 accepted = True
@@ -389,11 +495,11 @@ def _newton(x, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, gr
                     accepted = True
                     break
                 for i in range(n):
-                    xn[i] = x[i]
+                    V[V_XN, i] = V[xr, i]
                 for a in range(r):
-                    i = idx[a]
-                    xn[i] = min(max(x[i] + d[a], lower[i]), upper[i])
-                fn = small_nll(xn, data, nom, Ti, Tf, dc, sv)
+                    i = I[I_IDX, a]
+                    V[V_XN, i] = min(max(V[xr, i] + V[V_D, a], P[olo + i]), P[oup + i])
+                fn = small_nll(V, V_XN, Ti, Tf)
                 if np.isfinite(fn) and fn <= f + noise:
                     polished = True
                     accepted = True
@@ -401,14 +507,14 @@ def _newton(x, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, gr
             t = 1.0
             for _ls in range(40):
                 for i in range(n):
-                    xn[i] = x[i]
+                    V[V_XN, i] = V[xr, i]
                 dec = 0.0
                 for a in range(r):
-                    i = idx[a]
-                    v = min(max(x[i] + t * d[a], lower[i]), upper[i])
-                    xn[i] = v
-                    dec += grad[i] * (v - x[i])
-                fn = small_nll(xn, data, nom, Ti, Tf, dc, sv)
+                    i = I[I_IDX, a]
+                    v = min(max(V[xr, i] + t * V[V_D, a], P[olo + i]), P[oup + i])
+                    V[V_XN, i] = v
+                    dec += V[V_G, i] * (v - V[xr, i])
+                fn = small_nll(V, V_XN, Ti, Tf)
                 if np.isfinite(fn) and fn <= f + 1e-4 * dec:
                     accepted = True
                     break
@@ -429,9 +535,9 @@ def _newton(x, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, gr
             status = CONVERGED if edm < max(1e-6, noise) else LINE_SEARCH_FAILED
             break
         for i in range(n):
-            x[i] = xn[i]
+            V[xr, i] = V[V_XN, i]
         f_old = f
-        f = small_hess(x, data, nom, Ti, Tf, dc, sv, grad, hess, gb, mark, touched)
+        f = small_hess(V, xr, Ti, Tf, M, I, n)
         damp = 0.0 if damp < 1e-5 else damp * 0.1
         if f_old - f < 1e-15 * (1.0 + abs(f)) and edm < 1e-8:
             status = CONVERGED
@@ -440,105 +546,139 @@ def _newton(x, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, gr
 
 
 @jit
-def _fit(cond, xw, xo, data, nom, Ti, Tf, dc, sv, fixed, pvec, poi, poi_value, max_iter, tol,
-         g, h, ws, f_other):
+def _fit(cond, V, Ti, Tf, M, I, P, n, poi, poi_value, max_iter, tol, f_other):
     """:func:`histgym._kernels.env_step._fit` on the small-model likelihood: the free fit
-    (``cond`` False, ``xo`` the conditional optimum) or the conditional fit into ``xw``."""
-    n = xw.shape[0]
-    lower = pvec[PV_LOWER * n : (PV_LOWER + 1) * n]
-    upper = pvec[PV_UPPER * n : (PV_UPPER + 1) * n]
-    if poi >= 0 and cond:
-        xw[poi] = poi_value
-    s, f, it = _newton(xw, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol, g, h,
-                       ws)
+    (``cond`` 0: into ``V[V_X0]``) or the conditional fit (``cond`` 1: into ``V[V_X1]``)."""
+    xr = V_X1 if cond == 1 else V_X0
+    olo = N_CFG_F + PV_LOWER * n
+    oup = N_CFG_F + PV_UPPER * n
+    oin = N_CFG_F + PV_INIT * n
+    if poi >= 0 and cond == 1:
+        V[xr, poi] = poi_value
+    s, f, it = _newton(V, xr, Ti, Tf, M, I, cond, P, olo, oup, max_iter,
+                       tol, n)
     if s != 0 or not np.isfinite(f):
         for k in range(n):
-            xw[k] = pvec[PV_INIT * n + k]
-        if poi >= 0 and cond:
-            xw[poi] = poi_value
-        s2, f, it2 = _newton(xw, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter, tol,
-                             g, h, ws)
+            V[xr, k] = P[oin + k]
+        if poi >= 0 and cond == 1:
+            V[xr, poi] = poi_value
+        s2, f, it2 = _newton(V, xr, Ti, Tf, M, I, cond, P, olo, oup,
+                             max_iter, tol, n)
         it += it2
         s = s2
         if s != 0 or not np.isfinite(f):
             for k in range(n):
-                xw[k] = pvec[PV_INIT * n + k]
+                V[xr, k] = P[oin + k]
             if s == 0:
                 s = 3
-    if not cond and poi >= 0 and s == 0:
-        fo = f_other if np.isfinite(f_other) else small_nll(xo, data, nom, Ti, Tf, dc, sv)
+    if cond == 0 and poi >= 0 and s == 0:
+        fo = f_other if np.isfinite(f_other) else small_nll(V, V_X1, Ti, Tf)
         if fo < f - 1e-9 * (1.0 + abs(f)):
-            xt = xo.copy()
-            s3, f3, it3 = _newton(xt, data, nom, Ti, Tf, dc, sv, fixed, lower, upper, max_iter,
-                                  tol, g, h, ws)
+            for k in range(n):
+                V[V_XT, k] = V[V_X1, k]
+            s3, f3, it3 = _newton(V, V_XT, Ti, Tf, M, I, cond, P, olo,
+                                  oup, max_iter, tol, n)
             it += it3
             if s3 == 0 and np.isfinite(f3) and f3 < f:
                 for k in range(n):
-                    xw[k] = xt[k]
+                    V[xr, k] = V[V_XT, k]
                 f = f3
     return s, f, it
 
 
 @jit
-def _step_row(action, row, P, Q, Ti, Tf, fixed2, dc, sv, g, h, ws):
-    """:func:`histgym._kernels.env_step.step_row` (``full=None``) of state row ``row``."""
-    for i in range(action.shape[0]):
-        if not np.isfinite(action[i]):
-            return 1
+def _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I):
+    """:func:`histgym._kernels.env_step.step_row` (``full=None``) of state row ``S[k]``."""
     ny = Q[0]
+    for i in range(ny):
+        if not np.isfinite(actions[k, i]):
+            return 1
     nf = Q[1]
     nd = Q[2]
     npar = Q[3]
-    cfg_i = Q[Q_HEAD : Q_HEAD + N_CFG_I]
-    cfg_f = P[0:N_CFG_F]
-    pvec = P[N_CFG_F : N_CFG_F + 5 * npar]
-    yields = row[0:ny]
-    _apply_action(action, yields, cfg_i, cfg_f)
-    o_nom = Ti[H_NOM]
-    oc = Ti.shape[0] - ny
+    # the action (histgym._kernels.env_step._apply_action, the same operations)
+    mode = Q[Q_HEAD + CI_MODE]
+    scale = P[CF_SCALE]
+    lo = P[CF_CMIN]
+    hi = P[CF_CMAX]
     for i in range(ny):
-        row[o_nom + Ti[oc + i]] = yields[i]
-    nom = row[o_nom : o_nom + Ti[H_NC]]
+        y = S[k, i]
+        if mode == 0:
+            if y == 0.0:
+                V[V_Y, i] = y
+                continue
+            v = y * math.exp(scale * actions[k, i])
+        else:
+            v = y + scale * actions[k, i]
+        if not v >= lo:
+            v = lo
+        if v > hi:
+            v = hi
+        V[V_Y, i] = v
+    if Q[Q_HEAD + CI_BUDGET] == 1:
+        tot = 0.0
+        for i in range(ny):
+            tot += V[V_Y, i]
+        fb = P[CF_TOTAL] / tot
+        for i in range(ny):
+            if V[V_Y, i] != 0.0:
+                V[V_Y, i] = min(max(V[V_Y, i] * fb, lo), hi)
+    # the yields into the row's model buffer; the row's data, optima
+    o_nom = Ti[H_NOM]
+    nc = Ti[H_NC]
+    ocl = Ti.shape[0] - ny
+    for i in range(ny):
+        S[k, i] = V[V_Y, i]
+        S[k, o_nom + Ti[ocl + i]] = V[V_Y, i]
+    for c in range(nc):
+        V[V_NOM, c] = S[k, o_nom + c]
     od = ny + nf
-    data = row[od : od + nd]
-    _data_consts(data, dc)
+    for b in range(nd):
+        V[V_DAT, b] = S[k, od + b]
+    _data_consts(V, nd)
     ox = od + nd
     oo = ox + 2 * npar
-    out = row[oo : oo + N_OUT]
     og = oo + N_OUT
     for i in range(ny):
-        row[og + i] = 0.0
-    metric = cfg_i[CI_METRIC]
+        S[k, og + i] = 0.0
+    metric = Q[Q_HEAD + CI_METRIC]
     status = 0
     n_it = 0
     t_free = np.nan
     t_cond = np.nan
     muhat = np.nan
     if metric == M_NLL:
-        t = small_nll(pvec[PV_NLL * npar : (PV_NLL + 1) * npar], data, nom, Ti, Tf, dc, sv)
+        o = N_CFG_F + PV_NLL * npar
+        for i in range(npar):
+            V[V_XN, i] = P[o + i]
+        t = small_nll(V, V_XN, Ti, Tf)
         raw = 0.5 * t
         value = -raw
         if not np.isfinite(t):
             status = 3
     else:
-        x0 = row[ox : ox + npar]
-        x1 = row[ox + npar : ox + 2 * npar]
-        poi = cfg_i[CI_POI]
-        mu0 = 0.0 if (metric == M_Q0 or metric == M_Z0) else cfg_f[CF_MUTEST]
-        cond_known = cfg_i[CI_COND_CONST] == 1 and out[O_STATUS] == 0.0
-        f_cond = out[O_T_COND] if cond_known else np.nan
-        maxit = cfg_i[CI_MAXIT]
-        tol = cfg_f[CF_TOL]
-        s1, t_free, it1 = _fit(False, x0, x1, data, nom, Ti, Tf, dc, sv, fixed2[0], pvec, poi,
-                               mu0, maxit, tol, g, h, ws, f_cond)
+        for i in range(npar):
+            V[V_X0, i] = S[k, ox + i]
+            V[V_X1, i] = S[k, ox + npar + i]
+        poi = Q[Q_HEAD + CI_POI]
+        mu0 = 0.0 if (metric == M_Q0 or metric == M_Z0) else P[CF_MUTEST]
+        cond_known = Q[Q_HEAD + CI_COND_CONST] == 1 and S[k, oo + O_STATUS] == 0.0
+        f_cond = S[k, oo + O_T_COND] if cond_known else np.nan
+        maxit = Q[Q_HEAD + CI_MAXIT]
+        tol = P[CF_TOL]
+        s1, t_free, it1 = _fit(FREE, V, Ti, Tf, M, I, P, npar, poi, mu0, maxit,
+                               tol, f_cond)
         if cond_known:
-            s2, t_cond, it2 = 0, out[O_T_COND], 0
+            s2, t_cond, it2 = 0, S[k, oo + O_T_COND], 0
         else:
-            s2, t_cond, it2 = _fit(True, x1, x0, data, nom, Ti, Tf, dc, sv, fixed2[1], pvec,
-                                   poi, mu0, maxit, tol, g, h, ws, np.nan)
+            s2, t_cond, it2 = _fit(COND, V, Ti, Tf, M, I, P, npar, poi, mu0,
+                                   maxit, tol, np.nan)
+        for i in range(npar):
+            S[k, ox + i] = V[V_X0, i]
+            S[k, ox + npar + i] = V[V_X1, i]
         status = max(s1, s2)
         n_it = it1 + it2
-        muhat = x0[poi]
+        muhat = V[V_X0, poi]
         q = t_cond - t_free
         if q < 0.0:
             q = 0.0
@@ -558,43 +698,48 @@ def _step_row(action, row, P, Q, Ti, Tf, fixed2, dc, sv, g, h, ws):
         else:
             value = -math.sqrt(q)
     ok = status == 0 and np.isfinite(value)
-    prev = out[O_VALUE]
+    prev = S[k, oo + O_VALUE]
     if ok:
-        out[O_VALUE] = value
-    if cfg_i[CI_DELTA] == 1:
-        out[O_REWARD] = out[O_VALUE] - prev
+        S[k, oo + O_VALUE] = value
+    if Q[Q_HEAD + CI_DELTA] == 1:
+        S[k, oo + O_REWARD] = S[k, oo + O_VALUE] - prev
     else:
-        out[O_REWARD] = out[O_VALUE]
-    out[O_METRIC] = raw if np.isfinite(raw) else np.nan
-    out[O_T_FREE] = t_free
-    out[O_T_COND] = t_cond
-    out[O_MUHAT] = muhat
-    out[O_STATUS] = status
-    out[O_NITER] = n_it
-    out[O_OK] = 1.0 if ok else 0.0
+        S[k, oo + O_REWARD] = S[k, oo + O_VALUE]
+    S[k, oo + O_METRIC] = raw if np.isfinite(raw) else np.nan
+    S[k, oo + O_T_FREE] = t_free
+    S[k, oo + O_T_COND] = t_cond
+    S[k, oo + O_MUHAT] = muhat
+    S[k, oo + O_STATUS] = status
+    S[k, oo + O_NITER] = n_it
+    S[k, oo + O_OK] = 1.0 if ok else 0.0
     return 0
+
 
 
 @jit_inline
 def _scratch(Q, Ti):
+    """Per-thread scratch ``V, M, I`` (see above) for one batch call."""
     n = 0 if Q[Q_HEAD + CI_METRIC] == M_NLL else Q[3]
-    ws = (np.empty(1), np.empty(1), np.empty(1), np.zeros(n), np.zeros(n, dtype=np.bool_),
-          np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n),
-          np.empty((n, n)), np.empty((n, n)), np.empty(n), np.empty(n), np.empty(n))
-    dc = np.full((3, Q[2]), np.nan)
-    sv = np.empty((3, max(Ti[H_NS], 1)))
-    return ws, dc, sv, np.empty(n), np.empty((n, n))
+    m = max(Q[3], Q[2], Ti[H_NC], Ti[H_NS], Q[0], 1)
+    V = np.zeros((N_V, m))
+    for b in range(m):
+        V[V_DC0, b] = np.nan
+    I = np.zeros((I_FIXED + 2, max(n, 1)), dtype=np.int64)
+    fixed2 = fixed_masks(Q)
+    for r in range(2):
+        for i in range(n):
+            I[I_FIXED + r, i] = 1 if fixed2[r, i] else 0
+    return V, np.zeros((3, n, n)), I
 
 
 @jit
 def step_batch_serial(mask, actions, S, P, Q, Ti, Tf, bad):
     """:func:`histgym._kernels.env_step.env_step_batch_serial` (``full=None``) on the
-    small-model path: same arguments plus the tables ``Ti``, ``Tf`` of :func:`tables`."""
-    fixed2 = fixed_masks(Q)
-    ws, dc, sv, g, h = _scratch(Q, Ti)
+    small-model path: the same arguments plus the tables ``Ti``, ``Tf`` of :func:`tables`."""
+    V, M, I = _scratch(Q, Ti)
     for k in range(S.shape[0]):
         if mask[k]:
-            bad[k] = _step_row(actions[k], S[k], P, Q, Ti, Tf, fixed2, dc, sv, g, h, ws)
+            bad[k] = _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I)
         else:
             bad[k] = 0
 
@@ -603,13 +748,12 @@ def step_batch_serial(mask, actions, S, P, Q, Ti, Tf, bad):
 def step_batch(mask, actions, S, P, Q, Ti, Tf, bad, blocks):
     """:func:`step_batch_serial` with the rows split into ``blocks`` contiguous blocks run in
     parallel (one per thread)."""
-    fixed2 = fixed_masks(Q)
     rows = S.shape[0]
     blocks = max(1, min(blocks, rows))
     for c in prange(blocks):
-        ws, dc, sv, g, h = _scratch(Q, Ti)
+        V, M, I = _scratch(Q, Ti)
         for k in range(c * rows // blocks, (c + 1) * rows // blocks):
             if mask[k]:
-                bad[k] = _step_row(actions[k], S[k], P, Q, Ti, Tf, fixed2, dc, sv, g, h, ws)
+                bad[k] = _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I)
             else:
                 bad[k] = 0
