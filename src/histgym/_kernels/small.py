@@ -20,7 +20,8 @@ Tables: ``Ti`` int64 = header [N_H] | bin_ptr [n_bins + 1] | cell_slot [n_cells]
 factor) | slot_par [n_slots] | slot_ref [n_slots] (-1: linear factor, else normsys) |
 gauss_par, gauss_aux [n_gauss] | pois_par, pois_aux [n_pois] | cells [n_y] (controlled cells);
 ``Tf`` float64 = slot_hi, slot_lo [n_slots] | slot_coef [6 n_slots] | gauss_sigma [n_gauss] |
-pois_factor [n_pois].  Resets keep the generic kernels (one row in ``max_steps``).
+pois_factor [n_pois] | 2 ln(gauss_sigma) [n_gauss].  Resets keep the generic kernels (one
+row in ``max_steps``).
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ def tables(params: object) -> tuple[np.ndarray, np.ndarray] | None:
                          np.array(s_ref, dtype=np.int64), i("gauss_par"), i("gauss_aux"),
                          i("pois_par"), i("pois_aux"), cells]).astype(np.int64)
     Tf = np.concatenate([np.array(s_hi), np.array(s_lo), np.ravel(s_coef) if s_coef else
-                         np.zeros(0), f("gauss_sigma"), f("pois_factor")]).astype(np.float64)
+                         np.zeros(0), f("gauss_sigma"), f("pois_factor"),
+                         np.array([_two_log(v) for v in f("gauss_sigma")])]
+                        ).astype(np.float64)
     return np.ascontiguousarray(Ti), np.ascontiguousarray(Tf)
 
 
@@ -164,10 +167,15 @@ def tables(params: object) -> tuple[np.ndarray, np.ndarray] | None:
 FREE = np.int64(0)
 COND = np.int64(1)
 (V_G, V_XN, V_GR, V_SC, V_D, V_GB, V_X0, V_X1, V_XT, V_DAT, V_NOM, V_Y, V_DC0, V_DC1, V_DC2,
- V_SV0, V_SV1, V_SV2) = range(18)
-N_V = 18
+ V_SV0, V_SV1, V_SV2, V_SV3) = range(19)
+N_V = 19
 # rows of I
 I_IDX, I_TOUCHED, I_MARK, I_FIXED = 0, 1, 2, 3
+
+
+def _two_log(v: float) -> float:
+    """``2 ln v`` as the kernels compute it (libm's log; -inf at 0, NaN below)."""
+    return 2.0 * math.log(v) if v > 0.0 else (-math.inf if v == 0.0 else math.nan)
 
 
 @jit_inline
@@ -259,21 +267,21 @@ def _poisson(n, lam, V, b):
 @jit_inline
 def _slots(V, xr, Ti, Tf):
     """Value, first and second derivative of every distinct factor at the parameters
-    ``V[xr]`` into rows V_SV0..2 of ``V``."""
+    ``V[xr]`` into rows V_SV0..2 of ``V``; row V_SV3: the leave-one-out product of a cell
+    with that single factor (``f / f``, 1 where f = 0; as ``likelihood._loo1``)."""
     ns = Ti[H_NS]
     o = N_H + Ti[H_NB] + 1 + Ti[H_NC]
     code = Ti[H_CODE]
     for s in range(ns):
         x = V[xr, Ti[o + s]]
         if Ti[o + ns + s] < 0:
-            V[V_SV0, s] = x
-            V[V_SV1, s] = 1.0
-            V[V_SV2, s] = 0.0
+            v, dv, d2v = x, 1.0, 0.0
         else:
             v, dv, d2v = _factor(code, x, Tf[s], Tf[ns + s], Tf, 2 * ns + 6 * s)
-            V[V_SV0, s] = v
-            V[V_SV1, s] = dv
-            V[V_SV2, s] = d2v
+        V[V_SV0, s] = v
+        V[V_SV1, s] = dv
+        V[V_SV2, s] = d2v
+        V[V_SV3, s] = v / v if v != 0.0 else 1.0
 
 
 @jit_inline
@@ -300,7 +308,7 @@ def _constraint(V, xr, Ti, Tf):
     for k in range(ng):
         s = Tf[fo + k]
         z = (V[V_DAT, nb + Ti[o + ng + k]] - V[xr, Ti[o + k]]) / s
-        total += z * z + 2.0 * math.log(s) + LOG_2PI
+        total += z * z + Tf[fo + ng + npo + k] + LOG_2PI  # 2 ln(sigma)
     o += 2 * ng
     for k in range(npo):
         a = nb + Ti[o + npo + k]
@@ -347,8 +355,7 @@ def small_hess(V, xr, Ti, Tf, M, I, n):
             if s < 0:
                 continue
             a = V[V_NOM, c]
-            v = V[V_SV0, s]
-            loo = v / v if v != 0.0 else 1.0
+            loo = V[V_SV3, s]
             p = Ti[op + s]
             if I[I_MARK, p] == 0:
                 I[I_MARK, p] = 1
@@ -586,16 +593,20 @@ def _fit(cond, V, Ti, Tf, M, I, P, n, poi, poi_value, max_iter, tol, f_other):
     return s, f, it
 
 
-@jit
-def _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I):
-    """:func:`histgym._kernels.env_step.step_row` (``full=None``) of state row ``S[k]``."""
+@jit_inline
+def _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I, first):
+    """:func:`histgym._kernels.env_step.step_row` (``full=None``) of state row ``S[k]``, or
+    with ``first`` 1 :func:`~histgym._kernels.env_step.reset_row` (``actions`` unused)."""
     ny = Q[0]
-    for i in range(ny):
-        if not np.isfinite(actions[k, i]):
-            return 1
     nf = Q[1]
     nd = Q[2]
     npar = Q[3]
+    if first == 1:
+        _reset_start(S, k, P, Q, Ti, V)
+        return _evaluate(S, k, P, Q, Ti, Tf, V, M, I, first)
+    for i in range(ny):
+        if not np.isfinite(actions[k, i]):
+            return 1
     # the action (histgym._kernels.env_step._apply_action, the same operations)
     mode = Q[Q_HEAD + CI_MODE]
     scale = P[CF_SCALE]
@@ -623,12 +634,39 @@ def _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I):
         for i in range(ny):
             if V[V_Y, i] != 0.0:
                 V[V_Y, i] = min(max(V[V_Y, i] * fb, lo), hi)
-    # the yields into the row's model buffer; the row's data, optima
+    for i in range(ny):
+        S[k, i] = V[V_Y, i]
+    return _evaluate(S, k, P, Q, Ti, Tf, V, M, I, first)
+
+
+@jit_inline
+def _reset_start(S, k, P, Q, Ti, V):
+    """Start of :func:`~histgym._kernels.env_step.reset_row`: the fits from the initial point,
+    the reward value 0 (the yields are at the head of the row already)."""
+    ny = Q[0]
+    npar = Q[3]
+    for i in range(ny):
+        V[V_Y, i] = S[k, i]
+    ox = ny + Q[1] + Q[2]
+    oi = N_CFG_F + PV_INIT * npar
+    for i in range(npar):
+        S[k, ox + i] = P[oi + i]
+        S[k, ox + npar + i] = P[oi + i]
+    S[k, ox + 2 * npar + O_VALUE] = 0.0
+
+
+@jit_inline
+def _evaluate(S, k, P, Q, Ti, Tf, V, M, I, first):
+    """The yields ``V[V_Y]`` into the row's model buffer, then
+    :func:`histgym._kernels.env_step._evaluate_with` (``full=None``) of row ``S[k]``."""
+    ny = Q[0]
+    nf = Q[1]
+    nd = Q[2]
+    npar = Q[3]
     o_nom = Ti[H_NOM]
     nc = Ti[H_NC]
     ocl = Ti.shape[0] - ny
     for i in range(ny):
-        S[k, i] = V[V_Y, i]
         S[k, o_nom + Ti[ocl + i]] = V[V_Y, i]
     for c in range(nc):
         V[V_NOM, c] = S[k, o_nom + c]
@@ -662,7 +700,8 @@ def _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I):
             V[V_X1, i] = S[k, ox + npar + i]
         poi = Q[Q_HEAD + CI_POI]
         mu0 = 0.0 if (metric == M_Q0 or metric == M_Z0) else P[CF_MUTEST]
-        cond_known = Q[Q_HEAD + CI_COND_CONST] == 1 and S[k, oo + O_STATUS] == 0.0
+        cond_known = (Q[Q_HEAD + CI_COND_CONST] == 1 and first == 0
+                      and S[k, oo + O_STATUS] == 0.0)
         f_cond = S[k, oo + O_T_COND] if cond_known else np.nan
         maxit = Q[Q_HEAD + CI_MAXIT]
         tol = P[CF_TOL]
@@ -701,8 +740,10 @@ def _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I):
     prev = S[k, oo + O_VALUE]
     if ok:
         S[k, oo + O_VALUE] = value
+    elif first == 1:
+        S[k, oo + O_VALUE] = value if np.isfinite(value) else 0.0
     if Q[Q_HEAD + CI_DELTA] == 1:
-        S[k, oo + O_REWARD] = S[k, oo + O_VALUE] - prev
+        S[k, oo + O_REWARD] = 0.0 if first == 1 else S[k, oo + O_VALUE] - prev
     else:
         S[k, oo + O_REWARD] = S[k, oo + O_VALUE]
     S[k, oo + O_METRIC] = raw if np.isfinite(raw) else np.nan
@@ -733,15 +774,22 @@ def _scratch(Q, Ti):
 
 
 @jit
+def _step_block(mask, actions, S, P, Q, Ti, Tf, bad, lo, hi, first):
+    """Rows ``lo:hi`` (steps, or resets with ``first`` 1) with one scratch; the row step is
+    inlined (no call per row)."""
+    V, M, I = _scratch(Q, Ti)
+    for k in range(lo, hi):
+        if mask[k]:
+            bad[k] = _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I, first)
+        else:
+            bad[k] = 0
+
+
+@jit
 def step_batch_serial(mask, actions, S, P, Q, Ti, Tf, bad):
     """:func:`histgym._kernels.env_step.env_step_batch_serial` (``full=None``) on the
     small-model path: the same arguments plus the tables ``Ti``, ``Tf`` of :func:`tables`."""
-    V, M, I = _scratch(Q, Ti)
-    for k in range(S.shape[0]):
-        if mask[k]:
-            bad[k] = _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I)
-        else:
-            bad[k] = 0
+    _step_block(mask, actions, S, P, Q, Ti, Tf, bad, 0, S.shape[0], np.int64(0))
 
 
 @jit_parallel
@@ -751,9 +799,25 @@ def step_batch(mask, actions, S, P, Q, Ti, Tf, bad, blocks):
     rows = S.shape[0]
     blocks = max(1, min(blocks, rows))
     for c in prange(blocks):
-        V, M, I = _scratch(Q, Ti)
-        for k in range(c * rows // blocks, (c + 1) * rows // blocks):
-            if mask[k]:
-                bad[k] = _step_row(actions, S, k, P, Q, Ti, Tf, V, M, I)
-            else:
-                bad[k] = 0
+        _step_block(mask, actions, S, P, Q, Ti, Tf, bad, c * rows // blocks,
+                    (c + 1) * rows // blocks, np.int64(0))
+
+
+@jit
+def reset_batch_serial(mask, S, P, Q, Ti, Tf):
+    """:func:`histgym._kernels.env_step.env_reset_batch_serial` (``full=None``) on the
+    small-model path."""
+    n = S.shape[0]
+    _step_block(mask, S, S, P, Q, Ti, Tf, np.zeros(n, dtype=np.int64), 0, n,
+                np.int64(1))
+
+
+@jit_parallel
+def reset_batch(mask, S, P, Q, Ti, Tf, blocks):
+    """:func:`reset_batch_serial` in ``blocks`` parallel blocks."""
+    rows = S.shape[0]
+    bad = np.zeros(rows, dtype=np.int64)
+    blocks = max(1, min(blocks, rows))
+    for c in prange(blocks):
+        _step_block(mask, S, S, P, Q, Ti, Tf, bad, c * rows // blocks,
+                    (c + 1) * rows // blocks, np.int64(1))

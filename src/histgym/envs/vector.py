@@ -235,7 +235,13 @@ class HistFactoryVectorEnv(VectorEnv):
                 yields = self._start0
         st.yields[rows] = yields
         st.step[rows] = 0
-        if self._use_threads():
+        if self._tables is not None:
+            ti, tf = self._tables
+            if self._use_threads():
+                _small.reset_batch(mask, st.S, p.P, p.Q, ti, tf, _jit.thread_count())
+            else:
+                _small.reset_batch_serial(mask, st.S, p.P, p.Q, ti, tf)
+        elif self._use_threads():
             K.env_reset_batch(mask, st.S, p.P, p.Q, p.ibuf, _jit.thread_count(), *self._ga)
         else:
             K.env_reset_batch_serial(mask, st.S, p.P, p.Q, p.ibuf, *self._ga)
