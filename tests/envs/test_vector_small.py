@@ -91,9 +91,11 @@ def test_small_path_is_bit_for_bit_generic(metric):
 
 
 @pytest.mark.parametrize("kw", [dict(reward_mode="delta", budget="total"),
-                                dict(action_mode="add", action_scale=2.0, init_noise=0.2)])
+                                dict(action_mode="add", action_scale=2.0, init_noise=0.2),
+                                dict(mle_max_iter=1, action_scale=0.5)])  # failed fits, retries
 def test_small_path_options(seed_ws, kw):
     _generic_vs_small(seed_ws, 5, 10, reward_metric="qmu", **kw)
+    _generic_vs_small(small_workspace(), 5, 6, reward_metric="q0", **kw)
 
 
 def test_small_path_applies_only_where_exact(seed_ws, synth_ws):
