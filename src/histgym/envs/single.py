@@ -13,6 +13,7 @@ import numpy.typing as npt
 from gymnasium import spaces
 
 from .._kernels import env_step as K
+from .._kernels import small as _small
 from ..checks import check_choice, check_seed
 from ..errors import InvalidOption, InvalidOptionType, InvalidParameters, ResetNeeded
 from ..model import Model
@@ -215,6 +216,7 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         self._one = np.ones(1, dtype=bool)
         self._bad = np.zeros(1, dtype=np.int64)
         self._ga = self._params.kernel_args
+        self._tables = _small.tables(self._params)  # the small-model path, or None
         self._t = int(st.step[0])
 
     def _reset_core(self, y0: FloatArray) -> None:
@@ -222,7 +224,10 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
         st.yields[0] = y0
         st.step[0] = 0
         self._t = 0
-        K.env_reset_batch_serial(self._one, self._S2, self._P, self._Q, self._ibuf, *self._ga)
+        if self._tables is not None:
+            _small.reset_batch_serial(self._one, self._S2, self._P, self._Q, *self._tables)
+        else:
+            K.env_reset_batch_serial(self._one, self._S2, self._P, self._Q, self._ibuf, *self._ga)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -279,8 +284,12 @@ class HistFactoryEnv(gymnasium.Env[FloatArray, npt.NDArray[np.float32]]):
             a = core.check_action(action, self._shape[0])
         if a.shape != self._shape:
             raise InvalidParameters(f"action has shape {a.shape}; expected {self._shape}")
-        K.env_step_batch_serial(self._one, a[None], self._S2, self._P, self._Q, self._ibuf,
-                                self._bad, *self._ga)
+        if self._tables is not None:
+            _small.step_batch_serial(self._one, a[None], self._S2, self._P, self._Q,
+                                     *self._tables, self._bad)
+        else:
+            K.env_step_batch_serial(self._one, a[None], self._S2, self._P, self._Q, self._ibuf,
+                                    self._bad, *self._ga)
         if self._bad[0]:
             bad = np.flatnonzero(~np.isfinite(a))[:5].tolist()
             raise InvalidParameters(f"action has non-finite entries at {bad}")

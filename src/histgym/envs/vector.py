@@ -16,6 +16,7 @@ from gymnasium.vector.utils import batch_space
 
 from .._kernels import _jit
 from .._kernels import env_step as K
+from .._kernels import small as _small
 from ..checks import check_int, check_seed
 from ..errors import InvalidOption, InvalidParameters, ResetNeeded
 from ..model import Model
@@ -190,6 +191,7 @@ class HistFactoryVectorEnv(VectorEnv):
         self._all = np.ones(self.num_envs, dtype=bool)
         self._start0 = core.start_yields_batch(p, [np.random.default_rng(0)])
         self._ga = p.kernel_args
+        self._tables = _small.tables(p)  # the small-model step path, or None
         self.parallel = parallel
         self._spec: Any = None
 
@@ -233,19 +235,31 @@ class HistFactoryVectorEnv(VectorEnv):
                 yields = self._start0
         st.yields[rows] = yields
         st.step[rows] = 0
-        if self._use_threads():
+        if self._tables is not None:
+            ti, tf = self._tables
+            if self._use_threads():
+                _small.reset_batch(mask, st.S, p.P, p.Q, ti, tf, _jit.thread_count())
+            else:
+                _small.reset_batch_serial(mask, st.S, p.P, p.Q, ti, tf)
+        elif self._use_threads():
             K.env_reset_batch(mask, st.S, p.P, p.Q, p.ibuf, _jit.thread_count(), *self._ga)
         else:
             K.env_reset_batch_serial(mask, st.S, p.P, p.Q, p.ibuf, *self._ga)
 
     def _step_rows(self, mask: BoolArray, a: FloatArray) -> None:
         st, p = self._st, self._params
-        if self._use_threads():
+        if self._tables is not None:
+            ti, tf = self._tables
+            if self._use_threads():
+                _small.step_batch(mask, a, st.S, p.P, p.Q, ti, tf, self._bad, _jit.thread_count())
+            else:
+                _small.step_batch_serial(mask, a, st.S, p.P, p.Q, ti, tf, self._bad)
+        elif self._use_threads():
             K.env_step_batch(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, _jit.thread_count(),
                              *self._ga)
         else:
             K.env_step_batch_serial(mask, a, st.S, p.P, p.Q, p.ibuf, self._bad, *self._ga)
-        st.step[mask] += 1
+        st.step += mask  # (not st.step[mask] += 1: a fancy-index pass)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | Sequence[int | None] | None = None,
@@ -341,7 +355,9 @@ class HistFactoryVectorEnv(VectorEnv):
         stepping = ~done if mode is AutoresetMode.NEXT_STEP else self._all
         self._step_rows(stepping, a)
         st = self._st
-        rewards = st.out[:, K.O_REWARD].copy()
+        # the outputs in one pass over the rows (a column of st.out touches a cache line per row)
+        out = np.ascontiguousarray(st.out)
+        rewards = out[:, K.O_REWARD].copy()
         truncations = stepping & (st.step >= self._horizon)
         terminations = np.zeros(self.num_envs, dtype=bool)
         ended = truncations | terminations
@@ -350,14 +366,15 @@ class HistFactoryVectorEnv(VectorEnv):
             if resetting.any():
                 self._reset_rows(resetting)
                 rewards[resetting] = 0.0
-            infos = self._flag(self._infos())
+                out = None
+            infos = self._flag(self._infos(out))
             if resetting.any() and self.string_info:
                 infos["seed"] = self._seed_array(resetting, [None] * self.num_envs)
                 infos["_seed"] = resetting.copy()
             self._done = ended
             return st.yields.copy(), rewards, terminations, truncations, infos
         if mode is AutoresetMode.SAME_STEP and ended.any():
-            final = _masked(self._infos(), ended)
+            final = _masked(self._infos(out), ended)
             last = st.yields.copy()
             final_obs = np.full(self.num_envs, None, dtype=object)
             for i in np.flatnonzero(ended):
@@ -373,7 +390,7 @@ class HistFactoryVectorEnv(VectorEnv):
             infos["_final_info"] = ended.copy()
             return st.yields.copy(), rewards, terminations, truncations, infos
         self._done = ended if mode is AutoresetMode.DISABLED else self._done
-        return st.yields.copy(), rewards, terminations, truncations, self._flag(self._infos())
+        return st.yields.copy(), rewards, terminations, truncations, self._flag(self._infos(out))
 
     def _seed_array(self, mask: BoolArray, seeds: Sequence[int | None]) -> np.ndarray:
         """``seed`` info as Gymnasium batches it: int64 when the rows' seeds are ints."""
@@ -392,10 +409,11 @@ class HistFactoryVectorEnv(VectorEnv):
             infos["_" + key] = np.ones(self.num_envs, dtype=bool)
         return infos
 
-    def _infos(self) -> dict[str, Any]:
-        """The single environment's info keys as arrays over all rows (no masks)."""
+    def _infos(self, out: FloatArray | None = None) -> dict[str, Any]:
+        """The single environment's info keys as arrays over all rows (no masks); ``out``: a
+        contiguous copy of the current ``st.out`` if the caller has one."""
         st = self._st
-        o = st.out
+        o = np.ascontiguousarray(st.out) if out is None else out
         n = self.num_envs
         metric = self.reward_metric
         infos: dict[str, Any] = {
