@@ -13,8 +13,8 @@ structure by writing that patch's numbers into copies of the packed arrays:
   the channel, in pyhf's order) and the paramsets carrying them;
 - shapesys Poisson factors and auxdata (and the paramsets and ``config.auxdata``).
 
-Everything else (parameter names, order, bounds, inits, fixed flags, index arrays) is the
-template's.  :meth:`Template.apply` returns ``None`` (the caller then takes the full
+Everything else (parameter names, order, bounds, inits, fixed flags, the index buffer) is
+the template's.  :meth:`Template.apply` returns ``None`` (the caller then takes the full
 incremental path, which names any problem) whenever the new numbers could make a
 difference the template cannot write: a non-finite or negative number, a number of an odd
 type, a staterror width or shapesys bin becoming zero (fixed flags), a channel total that
@@ -162,7 +162,6 @@ class Template:
     ) -> None:
         self.ok = False
         self.model = model
-        self._state = {k: v for k, v in model.__dict__.items() if k not in ("pyhf_model", "_sample_index")}
         config = model.config
         ibuf = model.ibuf
         sl = {k: field_slice(k, ibuf).start for k in ("nominal", "ns_hi", "ns_lo", "ns_coef", "hs_up", "hs_dn", "gauss_sigma", "pois_factor")}
@@ -423,12 +422,8 @@ class Template:
             add_of=base.add_of,
             staterror=_Lazy(lambda: _staterror_info(base.staterror, spec)),  # type: ignore[arg-type]
         )
-        m = object.__new__(Model)
-        m.__dict__.update(self._state)
-        for k in ("_lower", "_upper", "_init", "_fixed"):
-            m.__dict__[k] = self._state[k].copy()
-        m.__dict__.update(_config=config, _spec=spec, _compiled=compiled, _observed=observed, fbuf=fbuf)
-        return m
+        # the index buffer is the template's (checked when it was built), fbuf the same size
+        return Model(config, spec, observed, compiled, fbuf)
 
 
 def _staterror_info(base: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
