@@ -8,6 +8,10 @@ where pyhf's Model would put them).  The result equals ``histgym.from_pyhf`` of 
 workspace exactly (same packed arrays, same parameter names and order;
 ``tests/test_patchset.py``).
 
+Later patches with the same structure as an earlier one (same operations, sample and
+modifier names and types, bin counts) only write their numbers into a copy of that patch's
+compiled model (:class:`histgym.patchfast.Template`), with the same result.
+
 Patches that touch anything other than whole samples or their content (channel names,
 observations, measurements, ``move``/``copy``/``test`` operations) fall back to a full build
 of the patched workspace: same result, slower.
