@@ -327,7 +327,10 @@ class Template:
         flat, ns, shapes = _extract(ops, self.slots)
         if not set(map(type, flat)) <= _NUM or not set(map(type, ns)) <= _INT_FLOAT:
             return None
-        x = np.array(flat + ns, dtype=np.float64)
+        try:
+            x = np.array(flat + ns, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError):  # e.g. an integer beyond float range
+            return None
         n_nom, n_hs, n_unc, n_ns = self._n
         if x.size != n_nom + 2 * n_hs + n_unc + 2 * n_ns or not np.isfinite(x).all():
             return None
