@@ -18,7 +18,10 @@ from ._kernels.layout import pack
 
 
 def code4_coefficients(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """The six code4 coefficients per (hi, lo) pair: float64 [len(hi), 6]."""
+    """The six code4 coefficients per (hi, lo) pair: float64 [len(hi), 6].
+
+    Each row depends on its own pair only, bit for bit (a patch can recompute a few rows).
+    """
     hi = np.asarray(hi, dtype=np.float64)
     lo = np.asarray(lo, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -32,7 +35,15 @@ def code4_coefficients(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
                 np.log(lo) ** 2 * lo,
             ]
         )
-    return np.ascontiguousarray((_CODE4_AINV @ b).T)
+    # A @ b summed term by term in a fixed order (not BLAS, whose order depends on the
+    # number of entries): an entry's coefficients do not depend on the other entries
+    out = np.empty((hi.size, 6))
+    for r in range(6):
+        acc = _CODE4_AINV[r, 0] * b[0]
+        for j in range(1, 6):
+            acc = acc + _CODE4_AINV[r, j] * b[j]
+        out[:, r] = acc
+    return out
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@ where pyhf's Model would put them).  The result equals ``histgym.from_pyhf`` of 
 workspace exactly (same packed arrays, same parameter names and order;
 ``tests/test_patchset.py``).
 
+Later patches with the same structure as an earlier one (same operations, sample and
+modifier names and types, bin counts) only write their numbers into a copy of that patch's
+compiled model (:class:`histgym.patchfast.Template`), with the same result.
+
 Patches that touch anything other than whole samples or their content (channel names,
 observations, measurements, ``move``/``copy``/``test`` operations) fall back to a full build
 of the patched workspace: same result, slower.
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
+import numpy as np
 import pyhf
 
 from . import schema
@@ -48,6 +53,7 @@ from .build import (
 from .errors import UnknownName, WorkspaceError, did_you_mean
 from .fastbuild import _blocks, _check_numbers, _plain, build_model, checked_spec, paused_gc
 from .model import Model
+from .patchfast import Template, structure
 from .spec_checks import check_observations
 from .workspace import WorkspaceLike, _check_modifier_settings, _validate, read_json
 
@@ -112,6 +118,9 @@ def read_patchset(patchset: Any) -> list[Patch]:
         seen_values.add(values)
         out.append(Patch(name=name, values=values, labels=labels, operations=p["patch"]))
     return out
+
+
+_MAX_TEMPLATES = 16  # patch structures remembered per background
 
 
 class _Fallback(Exception):
@@ -225,6 +234,8 @@ class Background:
         self._parsets = ParsetCache(self._meas["config"]["parameters"])
         self._packs = PackCache()
         prime(self._packs, self._names, channels, by_channel)
+        self._templates: dict[Any, Template | None] = {}
+        self._last: tuple[list[str], dict[str, list[SampleBlock]]] | None = None
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -262,10 +273,51 @@ class Background:
         located = _sample_ops(ops, len(self._spec["channels"]))
         if located is None:
             return self._full(ops)
+        key = structure(ops) if ops and all(len(rest) == 1 for _, rest in located) else None
+        tpl = self._templates.get(key) if key is not None else None
+        if tpl is not None:  # an earlier patch of this structure: write the numbers only
+            channels = self._whole_sample_channels(ops, located)
+            if channels is not None:
+                out = tpl.apply(ops, {"channels": channels, "parameters": list(self._meas["config"]["parameters"])})
+                if out is not None:
+                    return out
+        self._last = None
         try:
-            return self._incremental(ops, located)
+            model = self._incremental(ops, located)
         except _Fallback:
             return self._full(ops)
+        if key is not None and key not in self._templates and self._last is not None and len(self._templates) < _MAX_TEMPLATES:
+            self._templates[key] = self._template(ops, model, *self._last)
+        return model
+
+    def _template(self, ops: list[Any], model: Model, chans: list[str], by_channel: dict[str, list[SampleBlock]]) -> Template | None:
+        """The template of this patch's structure, if it reproduces ``model`` exactly."""
+        observed = {o["name"]: o["data"] for o in self._spec["observations"]}
+        tpl = Template(ops, chans, by_channel, model, self._parsets.user, observed)
+        if not tpl.ok:
+            return None
+        again = tpl.apply(ops, model.spec)  # type: ignore[arg-type]
+        if (
+            again is None
+            or not np.array_equal(again.fbuf, model.fbuf)
+            or not np.array_equal(again.observed_data(), model.observed_data())
+            or list(again.config.auxdata) != list(model.config.auxdata)
+        ):
+            return None
+        return tpl
+
+    def _whole_sample_channels(self, ops: list[Any], located: list[tuple[int, list[str]]]) -> list[Any] | None:
+        """The channel list with whole samples added/replaced/removed (None: not that simple)."""
+        channels = list(self._spec["channels"])
+        touched: dict[int, dict[str, Any]] = {}
+        for ci, _ in located:
+            if ci not in touched:
+                ch = channels[ci]
+                touched[ci] = {"name": ch["name"], "samples": list(ch["samples"])}
+                channels[ci] = touched[ci]
+        if not _whole_samples(ops, located, touched) or not all(ch["samples"] for ch in touched.values()):
+            return None
+        return channels
 
     def _incremental(self, ops: list[Any], located: list[tuple[int, list[str]]]) -> Model:
         channels = list(self._spec["channels"])
@@ -331,6 +383,7 @@ class Background:
             parsets=self._parsets,
             packs=self._packs,
         )
+        self._last = (chans, by_channel)
         return Model(out.config, out.spec, observed_data(self._spec, out.config), out.compiled)
 
     def _full(self, ops: list[Any]) -> Model:
