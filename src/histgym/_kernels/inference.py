@@ -355,15 +355,31 @@ def tmu_like_fits(
     Returns:
         t_mu clipped below at 0.
     """
-    n = init.shape[0]
+    return _tmu_like_fits(
+        mu, init, lower, upper, poi, data, gen, has_gen, fbuf, ibuf, max_iter, tol,
+        xs, fs, sts, its, edms, row, frow, _tmu_work(fixed, poi),
+    )  # fmt: skip
+
+
+@jit
+def _tmu_work(fixed, poi):
+    """Work arrays of :func:`_tmu_like_fits` (one allocation per calculator call, reused by
+    its fits): fixed, fixed with the POI, g, h, x2, x0, xt [n_pars] ([n, n] for h), starts
+    [3, n_pars]."""
+    n = fixed.shape[0]
     fixed_poi = fixed.copy()
     fixed_poi[poi] = True
-    g = np.empty(n)
-    h = np.empty((n, n))
-    x2 = np.empty(n)
-    x0 = np.empty(n)
-    xt = np.empty(n)
-    starts = np.empty((3, n))
+    return (fixed, fixed_poi, np.empty(n), np.empty((n, n)), np.empty(n), np.empty(n),
+            np.empty(n), np.empty((3, n)))  # fmt: skip
+
+
+@jit
+def _tmu_like_fits(
+    mu, init, lower, upper, poi, data, gen, has_gen, fbuf, ibuf, max_iter, tol,
+    xs, fs, sts, its, edms, row, frow, ws,
+):  # fmt: skip
+    """:func:`tmu_like_fits` with its work arrays ``ws`` from :func:`_tmu_work`."""
+    fixed, fixed_poi, g, h, x2, x0, xt, starts = ws
     # pyhf's start first (measured on random multi-minimum models, the generating point is a
     # worse primary start for POI-fixed Asimov fits than pyhf's; it is a candidate)
     k = _candidates(starts, init, xs[row], gen, has_gen)
@@ -473,11 +489,9 @@ def asymptotic_eval(
     converged).
     """
     n = init.shape[0]
+    ws = _tmu_work(fixed, poi)
     if sts[S_ASIMOV] < 0:
-        g = np.empty(n)
-        h = np.empty((n, n))
-        x2 = np.empty(n)
-        x0 = np.empty(n)
+        g, h, x2, x0 = ws[2], ws[3], ws[4], ws[5]
         st, f, it, edm = minimize_into(
             init, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs[S_FREE], g, h, x2
         )
@@ -485,9 +499,9 @@ def asymptotic_eval(
         sts[S_FREE] = st
         its[S_FREE] = it
         edms[S_FREE] = edm
-        tmu_like_fits(
-            mu_asimov, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter,
-            tol, xs, fs, sts, its, edms, S_FREE, S_ASIMOV,
+        _tmu_like_fits(
+            mu_asimov, init, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter,
+            tol, xs, fs, sts, its, edms, S_FREE, S_ASIMOV, ws,
         )  # fmt: skip
         # a deterministic second start of the free fit to the data, once per calculator: the
         # POI-fixed optimum at mu_asimov with the POI released (on the other side of the
@@ -530,15 +544,15 @@ def asymptotic_eval(
     ok = sts[S_ASIMOV] == CONVERGED
     q = 0.0
     if mode == M_BOTH:
-        t = tmu_like_fits(
-            mu, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter, tol,
-            xs, fs, sts, its, edms, S_FREE, S_FIX,
+        t = _tmu_like_fits(
+            mu, init, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter, tol,
+            xs, fs, sts, its, edms, S_FREE, S_FIX, ws,
         )  # fmt: skip
         q = _clip(t, xs[S_FREE, poi], mu, is_q0)
         ok = ok and sts[S_FIX] == CONVERGED and sts[S_FREE] == CONVERGED
-    ta = tmu_like_fits(
-        mu, init, fixed, lower, upper, poi, asimov, xs[S_ASIMOV], True, fbuf, ibuf, max_iter,
-        tol, xs, fs, sts, its, edms, S_FREE_A, S_FIX,
+    ta = _tmu_like_fits(
+        mu, init, lower, upper, poi, asimov, xs[S_ASIMOV], True, fbuf, ibuf, max_iter,
+        tol, xs, fs, sts, its, edms, S_FREE_A, S_FIX, ws,
     )  # fmt: skip
     qa = _clip(ta, xs[S_FREE_A, poi], mu, is_q0)
     ok = ok and sts[S_FIX] == CONVERGED and sts[S_FREE_A] == CONVERGED
