@@ -8,6 +8,7 @@ A fit that does not converge returns ``converged=False`` and warns; it never ret
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,9 +195,13 @@ def fit(
         >>> result.converged, round(result["mu"][0], 4)
         (True, 1.0)
     """
-    max_iter = check_int("max_iter", max_iter, low=1)
-    tol = check_float("tol", tol, low=0.0, low_open=True)
-    warn = check_bool("warn", warn)
+    # the checks run only where the plain-type fast test fails (a ~13 us fit spent ~1.5 us here)
+    if not (type(max_iter) is int and max_iter >= 1):
+        max_iter = check_int("max_iter", max_iter, low=1)
+    if not (type(tol) is float and 0.0 < tol < math.inf):
+        tol = check_float("tol", tol, low=0.0, low_open=True)
+    if warn is not True and warn is not False:
+        warn = check_bool("warn", warn)
     d = model.check_data(data)
     x0 = model.suggested_init() if init is None else model.check_pars(init, name="init").copy()
     mask = resolve_fixed(model, fixed, x0)
