@@ -16,7 +16,7 @@ import numpy as np
 
 from ._jit import jit
 from .layout import unpack
-from .likelihood import expected_main, twice_nll
+from .likelihood import LOG_2PI, expected_main, poisson_twice, twice_nll
 from .newton import CONVERGED, fit_with_covariance, newton_fit
 
 #: ``twice_nll`` reported for a fit that is not finite anywhere (as the Python layer).
@@ -129,6 +129,22 @@ def _better(f_new, st_new, f_old, st_old):
 
 
 @jit
+def _seen(starts, j, poi):
+    """Whether candidate ``j`` equals an earlier one (ignoring the POI when ``poi >= 0``: it
+    is set to the same value in both), so its start was already evaluated or fitted."""
+    n = starts.shape[1]
+    for i in range(j):
+        same = True
+        for p in range(n):
+            if p != poi and starts[i, p] != starts[j, p]:
+                same = False
+                break
+        if same:
+            return True
+    return False
+
+
+@jit
 def minimize_best(
     starts, k, poi, mu, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, x, g, h, x2, x0
 ):  # fmt: skip
@@ -140,7 +156,8 @@ def minimize_best(
     below the result (the fit stopped above a point it could have started from: a local
     minimum) is fitted too, and the lowest result is kept (:func:`_better`).  Newton only
     descends, so the result is never worse than any candidate; when no other candidate is
-    lower, the cost is one twice_nll per candidate.  ``x0`` [n_pars] is scratch.
+    lower, the cost is one twice_nll per candidate (none for a candidate equal to an earlier
+    one).  ``x0`` [n_pars] is scratch.
 
     Returns:
         (status, twice_nll, iterations, edm, number of fits run).
@@ -153,6 +170,8 @@ def minimize_best(
     n_fits = 1
     xt = np.empty(0)
     for j in range(1, k):
+        if _seen(starts, j, poi):
+            continue
         v = _start_value(starts[j], poi, mu, fixed, lower, upper, x0, data, fbuf, ibuf)
         if v < f - QTOL * (1.0 + abs(f)):
             if xt.shape[0] == 0:
@@ -232,6 +251,47 @@ def expected_data_into(pars, fbuf, ibuf, out):
 
 
 @jit
+def saturated_twice_nll(data, fbuf, ibuf):
+    """Lower bound of ``twice_nll(pars, data)`` over all ``pars``: every Poisson term at its
+    minimum (expectation = count) and every Gaussian constraint at its centre.
+
+    A fit whose twice_nll reaches it (within round-off) is at a global minimum: no other
+    start can do better.  Costs about one ``twice_nll`` without the yields.
+    """
+    m = unpack(fbuf, ibuf)
+    nb = m.n_bins
+    total = 0.0
+    for b in range(nb):
+        total += poisson_twice(data[b], data[b])
+    for k in range(m.gauss_par.shape[0]):
+        total += 2.0 * np.log(m.gauss_sigma[k]) + LOG_2PI
+    for k in range(m.pois_par.shape[0]):
+        a = data[nb + m.pois_aux[k]]
+        total += poisson_twice(a, a)
+    return total
+
+
+@jit
+def _is_global(f, st, data, fbuf, ibuf):
+    """Whether a converged fit with twice_nll ``f`` is provably at the global minimum: ``f``
+    within round-off (:data:`QTOL`, as :func:`_better`) of :func:`saturated_twice_nll`, so no
+    start could find a point that :func:`_better` would keep (e.g. data equal to the
+    expectation at the fitted point: Asimov data)."""
+    if st != CONVERGED or not np.isfinite(f) or f >= FMAX:
+        return False
+    return f - saturated_twice_nll(data, fbuf, ibuf) <= QTOL * (1.0 + abs(f))
+
+
+@jit
+def _inside(x, fixed, lower, upper):
+    """Whether every free parameter of ``x`` is within its bounds."""
+    for i in range(x.shape[0]):
+        if not fixed[i] and not lower[i] <= x[i] <= upper[i]:
+            return False
+    return True
+
+
+@jit
 def _candidates(starts, a, b, c, has_c):
     """Rows 0, 1 (and 2 when ``has_c``) of ``starts`` = a, b (, c); returns their number."""
     n = a.shape[0]
@@ -295,15 +355,31 @@ def tmu_like_fits(
     Returns:
         t_mu clipped below at 0.
     """
-    n = init.shape[0]
+    return _tmu_like_fits(
+        mu, init, lower, upper, poi, data, gen, has_gen, fbuf, ibuf, max_iter, tol,
+        xs, fs, sts, its, edms, row, frow, _tmu_work(fixed, poi),
+    )  # fmt: skip
+
+
+@jit
+def _tmu_work(fixed, poi):
+    """Work arrays of :func:`_tmu_like_fits` (one allocation per calculator call, reused by
+    its fits): fixed, fixed with the POI, g, h, x2, x0, xt [n_pars] ([n, n] for h), starts
+    [3, n_pars]."""
+    n = fixed.shape[0]
     fixed_poi = fixed.copy()
     fixed_poi[poi] = True
-    g = np.empty(n)
-    h = np.empty((n, n))
-    x2 = np.empty(n)
-    x0 = np.empty(n)
-    xt = np.empty(n)
-    starts = np.empty((3, n))
+    return (fixed, fixed_poi, np.empty(n), np.empty((n, n)), np.empty(n), np.empty(n),
+            np.empty(n), np.empty((3, n)))  # fmt: skip
+
+
+@jit
+def _tmu_like_fits(
+    mu, init, lower, upper, poi, data, gen, has_gen, fbuf, ibuf, max_iter, tol,
+    xs, fs, sts, its, edms, row, frow, ws,
+):  # fmt: skip
+    """:func:`tmu_like_fits` with its work arrays ``ws`` from :func:`_tmu_work`."""
+    fixed, fixed_poi, g, h, x2, x0, xt, starts = ws
     # pyhf's start first (measured on random multi-minimum models, the generating point is a
     # worse primary start for POI-fixed Asimov fits than pyhf's; it is a candidate)
     k = _candidates(starts, init, xs[row], gen, has_gen)
@@ -399,8 +475,11 @@ def asymptotic_eval(
     then the free fit to ``data`` (from ``init``, as pyhf), the POI-fixed fit at ``mu_asimov``
     that builds the Asimov data (written to ``asimov``; guarded as the POI-fixed fit of
     ``t(mu_asimov)``, so it can also improve the free fit) and the free fit to the Asimov data
-    are run first.  The free Asimov fit starts at the generating point, its exact minimum
-    (every Poisson and constraint term is minimal there), unless ``init`` is lower.
+    are run first.  The free Asimov fit is the generating point, its exact minimum (every
+    Poisson and constraint term is minimal there; checked against
+    :func:`saturated_twice_nll`, else fitted from there, or from ``init`` if lower).  The
+    second start of the free fit (from the Asimov-generating optimum) is skipped when the
+    first is provably global (:func:`_is_global`).
     Then, by ``mode``: ``M_PREPARE`` nothing more; ``M_ASIMOV`` the test statistic at ``mu`` on
     the Asimov data; ``M_BOTH`` on the Asimov data and on ``data``; the POI-fixed fits go to
     row ``S_FIX``.  Free fits improved by a restart replace the stored ones.
@@ -410,11 +489,9 @@ def asymptotic_eval(
     converged).
     """
     n = init.shape[0]
+    ws = _tmu_work(fixed, poi)
     if sts[S_ASIMOV] < 0:
-        g = np.empty(n)
-        h = np.empty((n, n))
-        x2 = np.empty(n)
-        x0 = np.empty(n)
+        g, h, x2, x0 = ws[2], ws[3], ws[4], ws[5]
         st, f, it, edm = minimize_into(
             init, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs[S_FREE], g, h, x2
         )
@@ -422,27 +499,39 @@ def asymptotic_eval(
         sts[S_FREE] = st
         its[S_FREE] = it
         edms[S_FREE] = edm
-        tmu_like_fits(
-            mu_asimov, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter,
-            tol, xs, fs, sts, its, edms, S_FREE, S_ASIMOV,
+        _tmu_like_fits(
+            mu_asimov, init, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter,
+            tol, xs, fs, sts, its, edms, S_FREE, S_ASIMOV, ws,
         )  # fmt: skip
         # a deterministic second start of the free fit to the data, once per calculator: the
         # POI-fixed optimum at mu_asimov with the POI released (on the other side of the
-        # POI range from pyhf's init, it reaches minima that a start at init misses)
-        starts = np.empty((1, n))
-        for i in range(n):
-            starts[0, i] = xs[S_ASIMOV, i]
-        safeguard_free(
-            starts, 1, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts, its,
-            edms, S_FREE, g, h, x2, x0,
-        )  # fmt: skip
+        # POI range from pyhf's init, it reaches minima that a start at init misses); not
+        # when the free fit is provably global (data at their expectation: nothing to gain)
+        if not _is_global(fs[S_FREE], sts[S_FREE], data, fbuf, ibuf):
+            starts = np.empty((1, n))
+            for i in range(n):
+                starts[0, i] = xs[S_ASIMOV, i]
+            safeguard_free(
+                starts, 1, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts,
+                its, edms, S_FREE, g, h, x2, x0,
+            )  # fmt: skip
         expected_data_into(xs[S_ASIMOV], fbuf, ibuf, asimov)
-        starts = np.empty((2, n))
-        _candidates(starts, xs[S_ASIMOV], init, init, False)
-        st, f, it, edm, _ = minimize_best(
-            starts, 2, -1, 0.0, asimov, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
-            xs[S_FREE_A], g, h, x2, x0,
-        )  # fmt: skip
+        # the generating point is the global minimum of the Asimov data (every term at its
+        # minimum): no fit needed when it is inside the bounds and reaches the bound
+        f = FMAX
+        if _inside(xs[S_ASIMOV], fixed, lower, upper):
+            f = twice_nll(xs[S_ASIMOV], asimov, fbuf, ibuf)
+        if _is_global(f, CONVERGED, asimov, fbuf, ibuf):
+            for i in range(n):
+                xs[S_FREE_A, i] = xs[S_ASIMOV, i]
+            st, it, edm = CONVERGED, 0, 0.0
+        else:
+            starts = np.empty((2, n))
+            _candidates(starts, xs[S_ASIMOV], init, init, False)
+            st, f, it, edm, _ = minimize_best(
+                starts, 2, -1, 0.0, asimov, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
+                xs[S_FREE_A], g, h, x2, x0,
+            )  # fmt: skip
         fs[S_FREE_A] = f
         sts[S_FREE_A] = st
         its[S_FREE_A] = it
@@ -455,15 +544,15 @@ def asymptotic_eval(
     ok = sts[S_ASIMOV] == CONVERGED
     q = 0.0
     if mode == M_BOTH:
-        t = tmu_like_fits(
-            mu, init, fixed, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter, tol,
-            xs, fs, sts, its, edms, S_FREE, S_FIX,
+        t = _tmu_like_fits(
+            mu, init, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter, tol,
+            xs, fs, sts, its, edms, S_FREE, S_FIX, ws,
         )  # fmt: skip
         q = _clip(t, xs[S_FREE, poi], mu, is_q0)
         ok = ok and sts[S_FIX] == CONVERGED and sts[S_FREE] == CONVERGED
-    ta = tmu_like_fits(
-        mu, init, fixed, lower, upper, poi, asimov, xs[S_ASIMOV], True, fbuf, ibuf, max_iter,
-        tol, xs, fs, sts, its, edms, S_FREE_A, S_FIX,
+    ta = _tmu_like_fits(
+        mu, init, lower, upper, poi, asimov, xs[S_ASIMOV], True, fbuf, ibuf, max_iter,
+        tol, xs, fs, sts, its, edms, S_FREE_A, S_FIX, ws,
     )  # fmt: skip
     qa = _clip(ta, xs[S_FREE_A, poi], mu, is_q0)
     ok = ok and sts[S_FIX] == CONVERGED and sts[S_FREE_A] == CONVERGED
