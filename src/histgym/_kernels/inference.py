@@ -464,6 +464,51 @@ def _clip(t, poi_hat, mu, is_q0):
 
 
 @jit
+def prepare_asimov(
+    init, fixed, lower, upper, data, fbuf, ibuf, max_iter, tol, asimov, xs, fs, sts, its, edms,
+    g, h, x2, x0,
+):  # fmt: skip
+    """The preparation of :func:`asymptotic_eval` after its free fit (row ``S_FREE``) and the
+    POI-fixed fit that generates the Asimov data (row ``S_ASIMOV``): the second start of the
+    free fit, the Asimov data (written to ``asimov``) and the free fit to them (row
+    ``S_FREE_A``).  ``g``, ``h``, ``x2``, ``x0`` are work arrays ([n], [n, n], [n], [n])."""
+    n = init.shape[0]
+    # a deterministic second start of the free fit to the data, once per calculator: the
+    # POI-fixed optimum at mu_asimov with the POI released (on the other side of the
+    # POI range from pyhf's init, it reaches minima that a start at init misses); not
+    # when the free fit is provably global (data at their expectation: nothing to gain)
+    if not _is_global(fs[S_FREE], sts[S_FREE], data, fbuf, ibuf):
+        starts = np.empty((1, n))
+        for i in range(n):
+            starts[0, i] = xs[S_ASIMOV, i]
+        safeguard_free(
+            starts, 1, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts,
+            its, edms, S_FREE, g, h, x2, x0,
+        )  # fmt: skip
+    expected_data_into(xs[S_ASIMOV], fbuf, ibuf, asimov)
+    # the generating point is the global minimum of the Asimov data (every term at its
+    # minimum): no fit needed when it is inside the bounds and reaches the bound
+    f = FMAX
+    if _inside(xs[S_ASIMOV], fixed, lower, upper):
+        f = twice_nll(xs[S_ASIMOV], asimov, fbuf, ibuf)
+    if _is_global(f, CONVERGED, asimov, fbuf, ibuf):
+        for i in range(n):
+            xs[S_FREE_A, i] = xs[S_ASIMOV, i]
+        st, it, edm = CONVERGED, 0, 0.0
+    else:
+        starts = np.empty((2, n))
+        _candidates(starts, xs[S_ASIMOV], init, init, False)
+        st, f, it, edm, _ = minimize_best(
+            starts, 2, -1, 0.0, asimov, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
+            xs[S_FREE_A], g, h, x2, x0,
+        )  # fmt: skip
+    fs[S_FREE_A] = f
+    sts[S_FREE_A] = st
+    its[S_FREE_A] = it
+    edms[S_FREE_A] = edm
+
+
+@jit
 def asymptotic_eval(
     mu, mu_asimov, is_q0, mode, init, fixed, lower, upper, poi, data, fbuf, ibuf,
     max_iter, tol, asimov, xs, fs, sts, its, edms, out,
@@ -503,39 +548,10 @@ def asymptotic_eval(
             mu_asimov, init, lower, upper, poi, data, init, False, fbuf, ibuf, max_iter,
             tol, xs, fs, sts, its, edms, S_FREE, S_ASIMOV, ws,
         )  # fmt: skip
-        # a deterministic second start of the free fit to the data, once per calculator: the
-        # POI-fixed optimum at mu_asimov with the POI released (on the other side of the
-        # POI range from pyhf's init, it reaches minima that a start at init misses); not
-        # when the free fit is provably global (data at their expectation: nothing to gain)
-        if not _is_global(fs[S_FREE], sts[S_FREE], data, fbuf, ibuf):
-            starts = np.empty((1, n))
-            for i in range(n):
-                starts[0, i] = xs[S_ASIMOV, i]
-            safeguard_free(
-                starts, 1, data, fbuf, ibuf, fixed, lower, upper, max_iter, tol, xs, fs, sts,
-                its, edms, S_FREE, g, h, x2, x0,
-            )  # fmt: skip
-        expected_data_into(xs[S_ASIMOV], fbuf, ibuf, asimov)
-        # the generating point is the global minimum of the Asimov data (every term at its
-        # minimum): no fit needed when it is inside the bounds and reaches the bound
-        f = FMAX
-        if _inside(xs[S_ASIMOV], fixed, lower, upper):
-            f = twice_nll(xs[S_ASIMOV], asimov, fbuf, ibuf)
-        if _is_global(f, CONVERGED, asimov, fbuf, ibuf):
-            for i in range(n):
-                xs[S_FREE_A, i] = xs[S_ASIMOV, i]
-            st, it, edm = CONVERGED, 0, 0.0
-        else:
-            starts = np.empty((2, n))
-            _candidates(starts, xs[S_ASIMOV], init, init, False)
-            st, f, it, edm, _ = minimize_best(
-                starts, 2, -1, 0.0, asimov, fbuf, ibuf, fixed, lower, upper, max_iter, tol,
-                xs[S_FREE_A], g, h, x2, x0,
-            )  # fmt: skip
-        fs[S_FREE_A] = f
-        sts[S_FREE_A] = st
-        its[S_FREE_A] = it
-        edms[S_FREE_A] = edm
+        prepare_asimov(
+            init, fixed, lower, upper, data, fbuf, ibuf, max_iter, tol, asimov, xs, fs, sts,
+            its, edms, g, h, x2, x0,
+        )  # fmt: skip
     if mode == M_PREPARE:
         out[O_Q] = 0.0
         out[O_QA] = 0.0

@@ -27,10 +27,8 @@ from .._kernels.inference import (
     S_FIX,
     S_FREE,
     S_FREE_A,
-    expected_data_into,
-    minimize_best,
     minimize_into,
-    safeguard_free,
+    prepare_asimov,
     tmu_like_fits,
 )
 from .._kernels.newton import CONVERGED
@@ -120,27 +118,20 @@ def tmu(
 
 def prepare(calc: AsymptoticCalculator, memo: FitMemo | None = None) -> None:
     """The calculator's preparation (``asymptotic_eval`` before its first evaluation), step by
-    step: the free fit, the POI-fixed fit at the Asimov POI value, a second start of the free
-    fit from there, the Asimov data, the free fit to them.  No-op when already prepared."""
+    step: the free fit and the POI-fixed fit at the Asimov POI value (memoised), then the
+    kernel's :func:`~histgym._kernels.inference.prepare_asimov` (a second start of the free fit
+    where it can gain, the Asimov data, the free fit to them).  No-op when already prepared."""
     if calc._sts[S_ASIMOV] >= 0:
         return
     s, m = calc.setup, calc.model
     n = m.n_params
     free_fit(calc, memo)
     tmu(calc, calc._mu_asimov, s.init, calc.data, s.init, False, S_FREE, S_ASIMOV, memo)
-    g, h, x2, x0 = np.empty(n), np.empty((n, n)), np.empty(n), np.empty(n)
-    xs, fs, sts, its, edms = calc._xs, calc._fs, calc._sts, calc._its, calc._edms
-    safeguard_free(
-        xs[S_ASIMOV][None, :].copy(), 1, calc.data, m.fbuf, m.ibuf, s.fixed, s.lower, s.upper,
-        MAX_ITER, TOL, xs, fs, sts, its, edms, S_FREE, g, h, x2, x0,
+    prepare_asimov(
+        s.init, s.fixed, s.lower, s.upper, calc.data, m.fbuf, m.ibuf, MAX_ITER, TOL,
+        calc._asimov, calc._xs, calc._fs, calc._sts, calc._its, calc._edms,
+        np.empty(n), np.empty((n, n)), np.empty(n), np.empty(n),
     )  # fmt: skip
-    expected_data_into(xs[S_ASIMOV], m.fbuf, m.ibuf, calc._asimov)
-    starts = np.stack([xs[S_ASIMOV], s.init])
-    st, f, it, edm, _ = minimize_best(
-        starts, 2, -1, 0.0, calc._asimov, m.fbuf, m.ibuf, s.fixed, s.lower, s.upper, MAX_ITER,
-        TOL, xs[S_FREE_A], g, h, x2, x0,
-    )  # fmt: skip
-    fs[S_FREE_A], sts[S_FREE_A], its[S_FREE_A], edms[S_FREE_A] = f, st, it, edm
 
 
 def significance(model: Model, memo: FitMemo | None = None) -> SignificanceResult:
