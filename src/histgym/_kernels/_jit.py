@@ -18,8 +18,8 @@ import numba
 jit = numba.njit(cache=True, nogil=True, error_model="numpy", forceinline=False)
 #: Small helpers, compiled once and inlined by LLVM into every caller (``alwaysinline``).
 #: numba's own ``inline="always"`` copies, re-types and re-lowers a helper's IR at every call
-#: site (recursively for helpers that call helpers): that was about a third of the cold first
-#: run of an environment; the generated code is the same.
+#: site (recursively for helpers that call helpers): 13-28% of the CPU of the cold first runs
+#: in benchmarks/README.md (issue 8, third pass); the generated code is the same.
 jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 #: Helpers that return many array views, inlined at numba IR level: the views' reference
 #: counts then cancel out in the caller (through an LLVM-level call they cost ~4% of a step).
