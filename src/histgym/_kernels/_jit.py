@@ -13,11 +13,20 @@ from typing import Any, Callable
 import numba
 
 #: Serial kernels: cached on disk, numpy error model (no exceptions from floats), no fastmath.
-jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-#: Small helpers inlined at numba IR level into their callers.
-jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+#: ``forceinline=False`` explicitly: numba otherwise inherits the flag from the function being
+#: compiled when a kernel is first compiled from inside a :data:`jit_inline` helper.
+jit = numba.njit(cache=True, nogil=True, error_model="numpy", forceinline=False)
+#: Small helpers, compiled once and inlined by LLVM into every caller (``alwaysinline``).
+#: numba's own ``inline="always"`` copies, re-types and re-lowers a helper's IR at every call
+#: site (recursively for helpers that call helpers): 13-28% of the CPU of the cold first runs
+#: in benchmarks/README.md (issue 8, third pass); the generated code is the same.
+jit_inline = numba.njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+#: Helpers that return many array views, inlined at numba IR level: the views' reference
+#: counts then cancel out in the caller (through an LLVM-level call they cost ~4% of a step).
+jit_inline_ir = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
-_jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+_jit_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True,
+                           forceinline=False)
 
 
 def workqueue_only() -> bool:

@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit, jit_inline, jit_parallel
+from ._jit import jit, jit_inline, jit_inline_ir, jit_parallel
 from .control import set_sample_yields
 from .interp import delta_1
 from .layout import unpack
@@ -487,7 +487,7 @@ def fixed_masks(Q):
     return fixed2
 
 
-@jit_inline
+@jit_inline_ir
 def _views(S, P, Q):
     ny = Q[0]
     nf = Q[1]
