@@ -38,9 +38,20 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=3e-4)
     ap.add_argument("--lr-schedule", choices=("constant", "linear"), default="constant",
                     help="linear: decays to 0 at the end of training")
+    ap.add_argument("--n-epochs", type=int, default=10)
+    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--gae-lambda", type=float, default=0.95)
+    ap.add_argument("--clip-range", type=float, default=0.2)
+    ap.add_argument("--ent-coef", type=float, default=0.0)
+    ap.add_argument("--target-kl", type=float, default=None)
+    ap.add_argument("--log-std-init", type=float, default=0.0,
+                    help="initial log standard deviation of the Gaussian policy (SB3: 0)")
+    ap.add_argument("--net-arch", type=int, nargs="+", default=None,
+                    help="hidden layer sizes of the actor and of the critic (SB3: 64 64)")
     ap.add_argument("--vecnormalize", action="store_true")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    ap.add_argument("--save", default=None, help="save the final model here (SB3 zip)")
     args = ap.parse_args()
 
     import torch
@@ -72,8 +83,14 @@ def main() -> None:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
     lr = args.learning_rate
     learning_rate = (lambda f: f * lr) if args.lr_schedule == "linear" else lr
+    policy_kwargs: dict = {"log_std_init": args.log_std_init}
+    if args.net_arch:
+        policy_kwargs["net_arch"] = list(args.net_arch)
     model = PPO("MlpPolicy", venv, seed=args.seed, device="cpu", verbose=0,
-                n_steps=args.n_steps, batch_size=args.batch_size, learning_rate=learning_rate)
+                n_steps=args.n_steps, batch_size=args.batch_size, learning_rate=learning_rate,
+                n_epochs=args.n_epochs, gamma=args.gamma, gae_lambda=args.gae_lambda,
+                clip_range=args.clip_range, ent_coef=args.ent_coef, target_kl=args.target_kl,
+                policy_kwargs=policy_kwargs)
     env = AnalysisEnv(core=core, max_steps=args.max_steps)
 
     def final_z0() -> float:
@@ -100,12 +117,15 @@ def main() -> None:
             if self.num_timesteps >= (len(curve) + 1) * every:
                 z = final_z0()
                 curve.append((self.num_timesteps, z))
+                std = float(model.policy.log_std.detach().exp().mean())
                 print(f"{self.num_timesteps:8d} steps ({time.time() - t:5.0f} s): "
-                      f"PPO final Z0 {z:.4f}", flush=True)
+                      f"PPO final Z0 {z:.4f} (policy std {std:.3f})", flush=True)
 
     t = time.time()
     model.learn(total_timesteps=args.timesteps, callback=Curve())
     z = final_z0()  # the final policy
+    if args.save:
+        model.save(args.save)
     print(f"{model.num_timesteps:8d} steps ({time.time() - t:5.0f} s): final policy, "
           f"final Z0 {z:.4f}", flush=True)
     best_ppo = max([z] + [c[1] for c in curve])
