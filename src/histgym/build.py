@@ -219,14 +219,16 @@ def make_block(
             raise NotPlain from None
         if not set(map(type, his)) | set(map(type, los)) <= _LIST:
             raise NotPlain
-        if not set(map(type, chain.from_iterable(his))) | set(map(type, chain.from_iterable(los))) <= _NUM:
+        hflat = list(chain.from_iterable(his))  # flat copies: one type pass, one float conversion
+        lflat = list(chain.from_iterable(los))
+        if not set(map(type, hflat)) | set(map(type, lflat)) <= _NUM:
             raise NotPlain
         lens = set(map(len, his)) | set(map(len, los))
         if 0 in lens:
             raise NotPlain
         ok_len = ok_len and lens == {nbins}
     else:
-        his, los = [], []
+        his, los, hflat, lflat = [], [], [], []
     fc = carr[~is_h]
     fcodes = fc.tolist()
     fdata = _take(mdata, f_k)
@@ -274,8 +276,9 @@ def make_block(
     walk = set(zip(mnames, mtypes))
     if not ok_len:
         _check_lengths(ci, si, channel, sample, nbins)  # raises with the JSON path
-    hi_m = np.array(his, dtype=np.float64).reshape(len(his), nbins).T
-    lo_m = np.array(los, dtype=np.float64).reshape(len(los), nbins).T
+    # every row has nbins entries here (checked above), so the flat arrays reshape exactly
+    hi_m = np.array(hflat, dtype=np.float64).reshape(len(his), nbins).T
+    lo_m = np.array(lflat, dtype=np.float64).reshape(len(los), nbins).T
     st = {k: np.array(v, dtype=np.float64) for k, v in staterror.items()}
     if not (np.isfinite(hi_m).all() and np.isfinite(lo_m).all() and all(np.isfinite(v).all() for v in st.values())):
         _check_lengths(ci, si, channel, sample, nbins)  # names the non-finite entry
