@@ -236,6 +236,7 @@ def make_block(
     nsd = _take(fdata, np.flatnonzero(ns_mask).tolist())
     ns_hi_v: list[Any] = []
     ns_lo_v: list[Any] = []
+    ns_types: set[type] = set()
     if nsd:
         if not set(map(type, nsd)) <= _DICT or set(map(len, nsd)) != _TWO:
             raise NotPlain
@@ -244,7 +245,8 @@ def make_block(
             ns_lo_v = list(map(_GET_LO, nsd))
         except KeyError:
             raise NotPlain from None
-        if not set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _NUM:
+        ns_types = set(map(type, ns_hi_v)) | set(map(type, ns_lo_v))
+        if not ns_types <= _NUM:
             raise NotPlain
     # normfactor, lumi, shapefactor: no data; staterror, shapesys: a non-empty array of numbers
     nodata = _take(fdata, np.flatnonzero((fc == _C_NF) | (fc == _C_LUMI) | (fc == _C_SF)).tolist())
@@ -296,7 +298,7 @@ def make_block(
     sane = (
         len(walk) == len(mods)
         and bool(np.isfinite(nominal).all())
-        and (not nsd or (set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
+        and (not nsd or (ns_types <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
         and all(bool((v >= 0).all()) for v in st.values())
         and all(min(v) >= 0 for v in shapesys.values())
     )
