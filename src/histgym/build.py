@@ -219,14 +219,16 @@ def make_block(
             raise NotPlain from None
         if not set(map(type, his)) | set(map(type, los)) <= _LIST:
             raise NotPlain
-        if not set(map(type, chain.from_iterable(his))) | set(map(type, chain.from_iterable(los))) <= _NUM:
+        hflat = list(chain.from_iterable(his))  # flat copies: one type pass, one float conversion
+        lflat = list(chain.from_iterable(los))
+        if not set(map(type, hflat)) | set(map(type, lflat)) <= _NUM:
             raise NotPlain
         lens = set(map(len, his)) | set(map(len, los))
         if 0 in lens:
             raise NotPlain
         ok_len = ok_len and lens == {nbins}
     else:
-        his, los = [], []
+        his, los, hflat, lflat = [], [], [], []
     fc = carr[~is_h]
     fcodes = fc.tolist()
     fdata = _take(mdata, f_k)
@@ -234,6 +236,7 @@ def make_block(
     nsd = _take(fdata, np.flatnonzero(ns_mask).tolist())
     ns_hi_v: list[Any] = []
     ns_lo_v: list[Any] = []
+    ns_types: set[type] = set()
     if nsd:
         if not set(map(type, nsd)) <= _DICT or set(map(len, nsd)) != _TWO:
             raise NotPlain
@@ -242,7 +245,8 @@ def make_block(
             ns_lo_v = list(map(_GET_LO, nsd))
         except KeyError:
             raise NotPlain from None
-        if not set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _NUM:
+        ns_types = set(map(type, ns_hi_v)) | set(map(type, ns_lo_v))
+        if not ns_types <= _NUM:
             raise NotPlain
     # normfactor, lumi, shapefactor: no data; staterror, shapesys: a non-empty array of numbers
     nodata = _take(fdata, np.flatnonzero((fc == _C_NF) | (fc == _C_LUMI) | (fc == _C_SF)).tolist())
@@ -274,8 +278,9 @@ def make_block(
     walk = set(zip(mnames, mtypes))
     if not ok_len:
         _check_lengths(ci, si, channel, sample, nbins)  # raises with the JSON path
-    hi_m = np.array(his, dtype=np.float64).reshape(len(his), nbins).T
-    lo_m = np.array(los, dtype=np.float64).reshape(len(los), nbins).T
+    # every row has nbins entries here (checked above), so the flat arrays reshape exactly
+    hi_m = np.array(hflat, dtype=np.float64).reshape(len(his), nbins).T
+    lo_m = np.array(lflat, dtype=np.float64).reshape(len(los), nbins).T
     st = {k: np.array(v, dtype=np.float64) for k, v in staterror.items()}
     if not (np.isfinite(hi_m).all() and np.isfinite(lo_m).all() and all(np.isfinite(v).all() for v in st.values())):
         _check_lengths(ci, si, channel, sample, nbins)  # names the non-finite entry
@@ -293,7 +298,7 @@ def make_block(
     sane = (
         len(walk) == len(mods)
         and bool(np.isfinite(nominal).all())
-        and (not nsd or (set(map(type, ns_hi_v)) | set(map(type, ns_lo_v)) <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
+        and (not nsd or (ns_types <= _INT_FLOAT and bool((hi_arr > 0).all() and (lo_arr > 0).all())))
         and all(bool((v >= 0).all()) for v in st.values())
         and all(min(v) >= 0 for v in shapesys.values())
     )
