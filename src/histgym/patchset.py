@@ -308,18 +308,16 @@ class Background:
 
     def _whole_sample_channels(self, ops: list[Any], located: list[tuple[int, list[str]]]) -> list[Any] | None:
         """The channel list with whole samples added/replaced/removed (None: not that simple)."""
-        channels = list(self._spec["channels"])
-        touched: dict[int, dict[str, Any]] = {}
-        for ci, _ in located:
-            if ci not in touched:
-                ch = channels[ci]
-                touched[ci] = {"name": ch["name"], "samples": list(ch["samples"])}
-                channels[ci] = touched[ci]
+        channels, touched = self._touched_channels(located)
         if not _whole_samples(ops, located, touched) or not all(ch["samples"] for ch in touched.values()):
             return None
         return channels
 
-    def _incremental(self, ops: list[Any], located: list[tuple[int, list[str]]]) -> Model:
+    def _touched_channels(
+        self, located: list[tuple[int, list[str]]]
+    ) -> tuple[list[Any], dict[int, dict[str, Any]]]:
+        """The background's channel list with a shallow copy (own sample list) of each channel
+        a patch touches, and those copies by channel index."""
         channels = list(self._spec["channels"])
         touched: dict[int, dict[str, Any]] = {}
         for ci, _ in located:
@@ -327,6 +325,10 @@ class Background:
                 ch = channels[ci]
                 touched[ci] = {"name": ch["name"], "samples": list(ch["samples"])}
                 channels[ci] = touched[ci]
+        return channels, touched
+
+    def _incremental(self, ops: list[Any], located: list[tuple[int, list[str]]]) -> Model:
+        channels, touched = self._touched_channels(located)
         doc = {"channels": channels}
         if all(len(rest) == 1 for _, rest in located) and _whole_samples(ops, located, touched):
             pass  # whole samples added, replaced or removed, without copying them

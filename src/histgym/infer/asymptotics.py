@@ -200,6 +200,10 @@ class AsymptoticCalculator:
     def hypotest(self, mu: float) -> HypotestResult:
         """Asymptotic hypothesis test at POI ``mu`` (see :func:`hypotest`)."""
         q, qa, ok = self.test_statistics(mu)
+        return self._result(mu, q, qa, ok)
+
+    def _result(self, mu: float, q: float, qa: float, ok: bool) -> HypotestResult:
+        """The hypothesis test at POI ``mu`` from its test statistics (observed, Asimov)."""
         cls_obs, clsb, clb, band = self._cls(q, qa)
         return HypotestResult(
             poi_test=0.0 if self.test_stat == "q0" else float(mu),

@@ -459,17 +459,4 @@ class _Limits:
     def first_hypotest(self) -> HypotestResult:
         """The hypothesis test of the first evaluation (as ``AsymptoticCalculator.hypotest``)."""
         assert self.first is not None
-        mu, q, qa, ok = self.first
-        cls_obs, clsb, clb, band = self.calc._cls(q, qa)
-        return HypotestResult(
-            poi_test=mu,
-            test_stat=self.calc.test_stat,
-            calctype="asymptotics",
-            cls_obs=cls_obs,
-            clsb=clsb,
-            clb=clb,
-            cls_exp=tuple(band),  # type: ignore[arg-type]
-            teststat=float(q),
-            teststat_asimov=float(qa),
-            converged=ok,
-        )
+        return self.calc._result(*self.first)
