@@ -27,6 +27,13 @@ def factor_1(code, alpha, hi, lo, coef):
     ``hi``/``lo`` are the factors at alpha = +1/-1; ``coef`` the 6 code4 polynomial
     coefficients (unused for code1).
     """
+    return factor_at(code, alpha, hi, lo, coef, 0)
+
+
+@jit_inline
+def factor_at(code, alpha, hi, lo, c, o):
+    """:func:`factor_1` with the coefficients at ``c[o : o + 6]`` (no view of ``c`` is made;
+    the same operations)."""
     if code == CODE1:
         if alpha > 0.0:
             f = hi**alpha
@@ -49,27 +56,27 @@ def factor_1(code, alpha, hi, lo, coef):
     a4 = a3 * alpha
     a5 = a4 * alpha
     f = 1.0 + (
-        coef[0] * alpha
-        + coef[1] * a2
-        + coef[2] * a3
-        + coef[3] * a4
-        + coef[4] * a5
-        + coef[5] * a5 * alpha
+        c[o] * alpha
+        + c[o + 1] * a2
+        + c[o + 2] * a3
+        + c[o + 3] * a4
+        + c[o + 4] * a5
+        + c[o + 5] * a5 * alpha
     )
     df = (
-        coef[0]
-        + 2.0 * coef[1] * alpha
-        + 3.0 * coef[2] * a2
-        + 4.0 * coef[3] * a3
-        + 5.0 * coef[4] * a4
-        + 6.0 * coef[5] * a5
+        c[o]
+        + 2.0 * c[o + 1] * alpha
+        + 3.0 * c[o + 2] * a2
+        + 4.0 * c[o + 3] * a3
+        + 5.0 * c[o + 4] * a4
+        + 6.0 * c[o + 5] * a5
     )
     d2f = (
-        2.0 * coef[1]
-        + 6.0 * coef[2] * alpha
-        + 12.0 * coef[3] * a2
-        + 20.0 * coef[4] * a3
-        + 30.0 * coef[5] * a4
+        2.0 * c[o + 1]
+        + 6.0 * c[o + 2] * alpha
+        + 12.0 * c[o + 3] * a2
+        + 20.0 * c[o + 4] * a3
+        + 30.0 * c[o + 5] * a4
     )
     return f, df, d2f
 

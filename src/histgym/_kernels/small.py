@@ -69,7 +69,7 @@ from .env_step import (
     Q_HEAD,
     fixed_masks,
 )
-from .interp import CODE1
+from .interp import factor_at
 from .likelihood import (
     LGAMMA_SERIES_MAX,
     LOG_2PI,
@@ -179,56 +179,6 @@ def _two_log(v: float) -> float:
 
 
 @jit_inline
-def _factor(code, alpha, hi, lo, c, o):
-    """:func:`histgym._kernels.interp.factor_1` with its coefficients at ``c[o : o + 6]``
-    (the same operations: no view of ``c`` is made)."""
-    if code == CODE1:
-        if alpha > 0.0:
-            f = hi**alpha
-            lg = math.log(hi)
-            return f, lg * f, lg * lg * f
-        f = lo ** (-alpha)
-        lg = -math.log(lo)
-        return f, lg * f, lg * lg * f
-    if alpha >= 1.0:
-        f = hi**alpha
-        lg = math.log(hi)
-        return f, lg * f, lg * lg * f
-    if alpha <= -1.0:
-        f = lo ** (-alpha)
-        lg = -math.log(lo)
-        return f, lg * f, lg * lg * f
-    a2 = alpha * alpha
-    a3 = a2 * alpha
-    a4 = a3 * alpha
-    a5 = a4 * alpha
-    f = 1.0 + (
-        c[o] * alpha
-        + c[o + 1] * a2
-        + c[o + 2] * a3
-        + c[o + 3] * a4
-        + c[o + 4] * a5
-        + c[o + 5] * a5 * alpha
-    )
-    df = (
-        c[o]
-        + 2.0 * c[o + 1] * alpha
-        + 3.0 * c[o + 2] * a2
-        + 4.0 * c[o + 3] * a3
-        + 5.0 * c[o + 4] * a4
-        + 6.0 * c[o + 5] * a5
-    )
-    d2f = (
-        2.0 * c[o + 1]
-        + 6.0 * c[o + 2] * alpha
-        + 12.0 * c[o + 3] * a2
-        + 20.0 * c[o + 4] * a3
-        + 30.0 * c[o + 5] * a4
-    )
-    return f, df, d2f
-
-
-@jit_inline
 def _data_consts(V, nd):
     """Cache the data-only parts of each Poisson term of the data ``V[V_DAT, :nd]`` in ``V``
     (row V_DC0: the count they belong to; NaN there forces a recomputation)."""
@@ -277,7 +227,7 @@ def _slots(V, xr, Ti, Tf):
         if Ti[o + ns + s] < 0:
             v, dv, d2v = x, 1.0, 0.0
         else:
-            v, dv, d2v = _factor(code, x, Tf[s], Tf[ns + s], Tf, 2 * ns + 6 * s)
+            v, dv, d2v = factor_at(code, x, Tf[s], Tf[ns + s], Tf, 2 * ns + 6 * s)
         V[V_SV0, s] = v
         V[V_SV1, s] = dv
         V[V_SV2, s] = d2v
